@@ -34,6 +34,8 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"version": {"print the version", runVersion},
+		"serve":   {"run the gateway", runServe},
+		"keys":    {"create, list and revoke virtual API keys", runKeys},
 	}
 }
 

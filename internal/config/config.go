@@ -256,11 +256,11 @@ func Parse(name string, raw []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(expanded))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %s", name, yamlErrorText(err))
+		return nil, yamlError(name, err)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(expanded, &root); err != nil {
-		return nil, fmt.Errorf("%s: %s", name, yamlErrorText(err))
+		return nil, yamlError(name, err)
 	}
 	c.root = &root
 	c.Source = name
@@ -277,12 +277,25 @@ func Parse(name string, raw []byte) (*Config, error) {
 	return c, nil
 }
 
-func yamlErrorText(err error) string {
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlError rewrites the decoder's "line N: msg" errors as "file:N: msg",
+// the same shape as validation errors.
+func yamlError(name string, err error) error {
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
-		return strings.Join(te.Errors, "; ")
+		msgs = te.Errors
 	}
-	return strings.TrimPrefix(err.Error(), "yaml: ")
+	var out []error
+	for _, m := range msgs {
+		if sub := yamlLine.FindStringSubmatch(m); sub != nil {
+			out = append(out, fmt.Errorf("%s:%s: %s", name, sub[1], sub[2]))
+			continue
+		}
+		out = append(out, fmt.Errorf("%s: %s", name, m))
+	}
+	return errors.Join(out...)
 }
 
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}`)

@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/agate-gateway/agate/internal/gateway"
+	"github.com/agate-gateway/agate/internal/telemetry"
+)
+
+func runServe(ctx context.Context, env *Env, args []string) error {
+	fs, c := newFlags(env, "serve", true)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"serve takes no arguments"}
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	log := telemetry.NewLogger(env.Stderr, cfg.Log.Level, cfg.Log.Format)
+	g, err := gateway.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	keys, err := gateway.Bootstrap(ctx, g.Store(), cfg.DataDir, time.Now())
+	if err != nil {
+		return fmt.Errorf("bootstrap keys: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if cfg.TLS.CertFile != "" {
+		scheme = "https"
+	}
+	base := fmt.Sprintf("%s://%s", scheme, ln.Addr())
+	if keys != nil {
+		// Shown once; the files keep them for the quick start.
+		fmt.Fprintf(env.Stdout, "First start: created two API keys (shown once; also saved with mode 0600).\n")
+		fmt.Fprintf(env.Stdout, "  admin key:  %s  (%s)\n", keys.Admin, keys.AdminFile)
+		fmt.Fprintf(env.Stdout, "  client key: %s  (%s)\n", keys.Client, keys.ClientFile)
+		fmt.Fprintf(env.Stdout, "Try:\n  curl %s/v1/chat/completions -H \"Authorization: Bearer $(cat %s)\" \\\n    -H 'Content-Type: application/json' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n", base, keys.ClientFile)
+	}
+	source := cfg.Source
+	if source == "" {
+		source = "embedded defaults"
+	}
+	log.Info("agate listening", "addr", base, "config", source, "data_dir", cfg.DataDir, "store", cfg.Store.Driver, "pid", os.Getpid())
+	return g.Serve(ctx, ln)
+}

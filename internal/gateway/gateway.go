@@ -1,0 +1,223 @@
+// Package gateway assembles Agate's HTTP server from its parts: it builds
+// every subsystem from one config (no globals), mounts the routes in a fixed
+// middleware order — request id, authenticate, then the route's own decide,
+// limit, inspect and forward — and serves with graceful shutdown.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/agate-gateway/agate/internal/config"
+	"github.com/agate-gateway/agate/internal/identity"
+	"github.com/agate-gateway/agate/internal/model"
+	"github.com/agate-gateway/agate/internal/model/provider"
+	"github.com/agate-gateway/agate/internal/model/provider/anthropic"
+	"github.com/agate-gateway/agate/internal/model/provider/mock"
+	"github.com/agate-gateway/agate/internal/model/provider/openai"
+	"github.com/agate-gateway/agate/internal/model/route"
+	"github.com/agate-gateway/agate/internal/model/usage"
+	"github.com/agate-gateway/agate/internal/store"
+	"github.com/agate-gateway/agate/internal/telemetry"
+)
+
+// Gateway is one running Agate: its config, state and HTTP handler.
+type Gateway struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *store.Store
+	ledger  *store.Ledger
+	keys    *identity.APIKeys
+	authn   []identity.Authenticator
+	metrics *telemetry.Metrics
+	router  *route.Router
+	model   *model.Handler
+	mux     *http.ServeMux
+	handler http.Handler
+	ready   atomic.Bool
+	// closers run in reverse order on Close.
+	closers []func() error
+}
+
+// keyCacheTTL bounds how long a key revoked through another process (the
+// CLI, another replica) may still be accepted here.
+const keyCacheTTL = 2 * time.Second
+
+// New builds a gateway from cfg. The caller closes it.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *Gateway, err error) {
+	g = &Gateway{cfg: cfg, log: log, metrics: telemetry.NewMetrics(), mux: http.NewServeMux()}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+	if g.store, err = OpenStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, g.store.Close)
+	g.ledger = store.NewLedger(g.store, log)
+	g.closers = append(g.closers, func() error { g.ledger.Close(); return nil })
+	g.keys = identity.NewAPIKeys(g.store, keyCacheTTL)
+	g.authn = append(g.authn, g.keys)
+
+	providers, err := buildProviders(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.router, err = route.New(cfg, providers, route.WithBodyRewriter(setModel), route.WithObserver(g.routeObserver()))
+	if err != nil {
+		return nil, fmt.Errorf("build router: %w", err)
+	}
+	prices, err := usage.NewPrices(cfg.Prices)
+	if err != nil {
+		return nil, fmt.Errorf("load prices: %w", err)
+	}
+	g.model = &model.Handler{
+		Router: g.router, Ledger: g.ledger, Prices: prices, Metrics: g.metrics, Log: log,
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+	}
+	g.routes()
+	g.handler = g.withRequest(g.mux)
+	g.ready.Store(true)
+	return g, nil
+}
+
+// OpenStore opens the configured durable store.
+func OpenStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+	switch cfg.Store.Driver {
+	case "postgres":
+		return store.OpenPostgres(ctx, cfg.Store.DSN)
+	default:
+		path := cfg.Store.DSN
+		if path == "" {
+			path = filepath.Join(cfg.DataDir, "agate.db")
+		}
+		return store.OpenSQLite(ctx, path)
+	}
+}
+
+func buildProviders(cfg *config.Config) (map[string]provider.Provider, error) {
+	client := &http.Client{Transport: route.Transport(cfg.Routing.Timeouts)}
+	out := map[string]provider.Provider{}
+	for _, pc := range cfg.Providers {
+		var p provider.Provider
+		var err error
+		switch pc.Type {
+		case "openai":
+			p, err = openai.New(pc, client)
+		case "anthropic":
+			p, err = anthropic.New(pc, client)
+		case "mock":
+			p, err = mock.New(pc)
+		default:
+			err = fmt.Errorf("unknown provider type %q", pc.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
+		}
+		out[pc.Name] = p
+	}
+	return out, nil
+}
+
+func (g *Gateway) routeObserver() route.Observer {
+	return route.Observer{
+		Attempt: func(_ string, a route.Attempt) {
+			outcome := "error"
+			if a.Status != 0 {
+				outcome = fmt.Sprint(a.Status)
+			}
+			g.metrics.UpstreamLatency.WithLabelValues(a.Target.Name(), outcome).Observe(a.Latency.Seconds())
+		},
+		BreakerChange: func(target string, _, to route.BreakerState) {
+			g.metrics.BreakerState.WithLabelValues(target).Set(float64(to))
+			g.log.Warn("circuit breaker changed", "target", target, "state", to.String())
+		},
+	}
+}
+
+// Handler is the gateway's HTTP handler.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Store is the gateway's durable store.
+func (g *Gateway) Store() *store.Store { return g.store }
+
+// Close releases everything New opened, flushing the usage ledger.
+func (g *Gateway) Close() error {
+	g.ready.Store(false)
+	var errs []error
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		errs = append(errs, g.closers[i]())
+	}
+	g.closers = nil
+	return errors.Join(errs...)
+}
+
+// Serve answers on ln until ctx is done, then stops accepting, drains
+// in-flight requests and streams for up to cfg.ShutdownTimeout, and returns.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           g.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	if g.cfg.TLS.CertFile != "" {
+		tc, err := g.tlsConfig()
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = tc
+		ln = tls.NewListener(ln, tc)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	g.ready.Store(false)
+	g.log.Info("shutting down: draining in-flight requests", "timeout", g.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		g.log.Warn("drain deadline passed; closing remaining connections", "err", err)
+		srv.Close()
+	}
+	return nil
+}
+
+func (g *Gateway) tlsConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if g.cfg.TLS.ClientCAFile != "" {
+		pem, err := os.ReadFile(g.cfg.TLS.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read client CA bundle: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA bundle %s holds no certificate", g.cfg.TLS.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		if g.cfg.TLS.ClientAuth == "require" {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return tc, nil
+}

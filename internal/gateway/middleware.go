@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/agate-gateway/agate/internal/identity"
+	"github.com/agate-gateway/agate/internal/model"
+	"github.com/agate-gateway/agate/internal/telemetry"
+)
+
+// statusWriter remembers the status a handler wrote, for the access log.
+// It forwards Flush and Unwrap so streaming and ResponseController work.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// withRequest gives every request its id (the client's x-request-id when it
+// is a sane one), echoes it in the response, recovers panics and writes one
+// access log line.
+func (g *Gateway) withRequest(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !telemetry.ValidRequestID(id) {
+			id = telemetry.NewRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		ctx := telemetry.WithRequestID(r.Context(), id)
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				g.log.Error("handler panic", "request_id", id, "path", r.URL.Path, "panic", v)
+				if sw.status == 0 {
+					writeJSONError(sw, http.StatusInternalServerError, "internal error")
+				}
+			}
+			g.log.Info("request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+				"status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+		}()
+		next.ServeHTTP(sw, r.WithContext(ctx))
+	})
+}
+
+// authenticate runs the authenticators in order; the first that recognises
+// the credential decides. No credential, a rejected one or a technical
+// failure all stop the request: authentication fails closed.
+func (g *Gateway) authenticate(r *http.Request) (*identity.Principal, error) {
+	for _, a := range g.authn {
+		p, ok, err := a.Authenticate(r)
+		if !ok {
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, identity.ErrInvalidCredential) {
+				return nil, model.Errorf(http.StatusUnauthorized, model.KindAuthentication, "%s", err.Error())
+			}
+			return nil, &model.Error{Status: http.StatusServiceUnavailable, Kind: model.KindUnavailable, Message: "authentication is unavailable", Cause: err}
+		}
+		return p, nil
+	}
+	return nil, &model.Error{Status: http.StatusUnauthorized, Kind: model.KindAuthentication, Code: "invalid_api_key",
+		Message: "missing credentials: send an Agate API key as 'Authorization: Bearer agk_…'"}
+}
+
+// modelAuth wraps a model API handler: authentication errors are rendered
+// in the route's dialect.
+func (g *Gateway) modelAuth(d model.Dialect, next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := g.authenticate(r)
+		if err != nil {
+			g.logAuthFailure(r, err)
+			model.WriteError(w, d, err)
+			return
+		}
+		next(w, r.WithContext(identity.NewContext(r.Context(), p)))
+	})
+}
+
+// adminAuth admits only admin principals to the admin API.
+func (g *Gateway) adminAuth(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := g.authenticate(r)
+		if err != nil {
+			g.logAuthFailure(r, err)
+			var e *model.Error
+			errors.As(err, &e)
+			writeJSONError(w, e.Status, e.Message)
+			return
+		}
+		if !p.Admin {
+			writeJSONError(w, http.StatusForbidden, "the admin API needs an admin key")
+			return
+		}
+		next(w, r.WithContext(identity.NewContext(r.Context(), p)))
+	})
+}
+
+func (g *Gateway) logAuthFailure(r *http.Request, err error) {
+	// The error text names the failure, never the credential itself.
+	g.log.Info("authentication failed", "request_id", telemetry.RequestID(r.Context()), "path", r.URL.Path, "err", err)
+}
+
+// writeJSONError renders an admin API error.
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]any{"message": msg, "status": status}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client is gone if this fails
+}

@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/agate-gateway/agate/internal/identity"
+	"github.com/agate-gateway/agate/internal/model"
+	"github.com/agate-gateway/agate/internal/model/body"
+)
+
+// routes mounts every route. The order of checks inside a route is
+// authenticate → (session → decide → limit → inspect) → forward.
+func (g *Gateway) routes() {
+	m := g.mux
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	m.HandleFunc("GET /readyz", g.readyz)
+	m.Handle("GET /metrics", g.metrics.Handler())
+
+	m.Handle("POST /v1/chat/completions", g.modelAuth(model.OpenAI, g.model.ServeChat))
+	m.Handle("POST /v1/embeddings", g.modelAuth(model.OpenAI, g.model.ServeEmbeddings))
+	m.Handle("POST /v1/messages", g.modelAuth(model.Anthropic, g.model.ServeMessages))
+	m.Handle("GET /v1/models", g.modelAuth(model.OpenAI, g.models))
+
+	m.Handle("GET /admin/v1/usage", g.adminAuth(g.adminUsage))
+	m.Handle("GET /admin/v1/keys", g.adminAuth(g.adminListKeys))
+	m.Handle("POST /admin/v1/keys", g.adminAuth(g.adminCreateKey))
+	m.Handle("DELETE /admin/v1/keys/{id}", g.adminAuth(g.adminRevokeKey))
+}
+
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	if !g.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "starting or shutting down"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := g.store.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "store unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// models lists the models this caller may use, in the OpenAI shape, or the
+// Anthropic one when the client sends anthropic-version.
+func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
+	p, _ := identity.FromContext(r.Context())
+	var names []string
+	for _, name := range g.router.Models() {
+		if p.Allows("model", name) {
+			names = append(names, name)
+		}
+	}
+	if r.Header.Get("Anthropic-Version") != "" {
+		data := []map[string]any{}
+		for _, n := range names {
+			data = append(data, map[string]any{"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"})
+		}
+		resp := map[string]any{"data": data, "has_more": false, "first_id": nil, "last_id": nil}
+		if len(names) > 0 {
+			resp["first_id"], resp["last_id"] = names[0], names[len(names)-1]
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	data := []map[string]any{}
+	for _, n := range names {
+		data = append(data, map[string]any{"id": n, "object": "model", "created": 0, "owned_by": "agate"})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+// setModel rewrites the model field of a request body for a target.
+func setModel(b []byte, m string) []byte { return body.SetModel(b, m) }

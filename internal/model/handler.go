@@ -1,0 +1,388 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agate-gateway/agate/internal/identity"
+	"github.com/agate-gateway/agate/internal/model/provider"
+	"github.com/agate-gateway/agate/internal/model/route"
+	"github.com/agate-gateway/agate/internal/model/sse"
+	"github.com/agate-gateway/agate/internal/model/usage"
+	"github.com/agate-gateway/agate/internal/store"
+	"github.com/agate-gateway/agate/internal/telemetry"
+)
+
+// Router picks targets for a model and sends the request.
+type Router interface {
+	Has(model string) bool
+	Models() []string
+	Do(ctx context.Context, model string, req *provider.Request) (*route.Result, error)
+}
+
+// Ledger takes one usage entry per request.
+type Ledger interface {
+	Record(e store.UsageEntry)
+}
+
+// Pricer prices token usage.
+type Pricer interface {
+	Cost(model string, u usage.Usage) float64
+}
+
+// Invocation describes a request about to reach a model: decision 1.
+type Invocation struct {
+	RequestID string
+	Principal *identity.Principal
+	Route     string
+	Model     string
+	Stream    bool
+}
+
+// Decider is decision 1: may this principal invoke this model? It returns
+// nil to allow; an error denies (a *Error is shown to the client as it is,
+// any other error as a 403 without its text).
+type Decider interface {
+	InvokeModel(ctx context.Context, inv *Invocation) error
+}
+
+// Outcome is what happened to an invocation, for the audit trail.
+type Outcome struct {
+	Invocation
+	Target  string
+	Status  int
+	Usage   usage.Usage
+	CostUSD float64
+	Latency time.Duration
+}
+
+// Handler serves the model gateway's API.
+type Handler struct {
+	Router  Router
+	Ledger  Ledger
+	Prices  Pricer
+	Metrics *telemetry.Metrics
+	Log     *slog.Logger
+	// MaxBodyBytes bounds a request body; larger bodies get 413.
+	MaxBodyBytes int64
+	// Decider, when set, decides every invocation before it is routed.
+	Decider Decider
+	// Done, when set, is told the outcome of every routed invocation.
+	Done func(ctx context.Context, o *Outcome)
+	Now  func() time.Time
+}
+
+// maxResponseBytes bounds a non-streamed upstream answer held in memory.
+const maxResponseBytes = 64 << 20
+
+// ServeChat serves POST /v1/chat/completions.
+func (h *Handler) ServeChat(w http.ResponseWriter, r *http.Request) {
+	h.serve(w, r, provider.OpChat, OpenAI, "chat")
+}
+
+// ServeEmbeddings serves POST /v1/embeddings.
+func (h *Handler) ServeEmbeddings(w http.ResponseWriter, r *http.Request) {
+	h.serve(w, r, provider.OpEmbeddings, OpenAI, "embeddings")
+}
+
+// ServeMessages serves POST /v1/messages.
+func (h *Handler) ServeMessages(w http.ResponseWriter, r *http.Request) {
+	h.serve(w, r, provider.OpMessages, Anthropic, "messages")
+}
+
+// call is the state of one request as it goes through.
+type call struct {
+	route   string
+	model   string
+	target  string
+	status  int
+	stream  bool
+	usage   usage.Usage
+	started time.Time
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op provider.Op, d Dialect, routeName string) {
+	c := &call{route: routeName, started: h.now(), status: http.StatusOK}
+	err := h.do(w, r, op, c)
+	switch {
+	case err == nil:
+	case errors.Is(err, errStreamStarted):
+		// The response has begun; the stream carried the error and do
+		// set the status to account it under.
+		if c.status >= 500 {
+			h.Log.Warn("model stream failed", "request_id", telemetry.RequestID(r.Context()), "route", routeName, "model", c.model, "target", c.target, "err", err)
+		}
+	default:
+		e := asError(err)
+		c.status = e.Status
+		WriteError(w, d, e)
+		if e.Status >= 500 {
+			h.Log.Warn("model request failed", "request_id", telemetry.RequestID(r.Context()), "route", routeName, "model", c.model, "status", e.Status, "err", err)
+		}
+	}
+	h.finish(r, c)
+}
+
+// errStreamStarted marks an error that happened after a response began;
+// it is reported in the stream, not as a new response.
+var errStreamStarted = errors.New("stream already started")
+
+func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *call) error {
+	p, ok := identity.FromContext(r.Context())
+	if !ok {
+		return Errorf(http.StatusUnauthorized, KindAuthentication, "missing credentials")
+	}
+	raw, err := h.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	fields, err := bodyFields(raw)
+	if err != nil {
+		return err
+	}
+	c.model, c.stream = fields.Model, fields.Stream
+	if !h.Router.Has(fields.Model) {
+		return &Error{Status: http.StatusNotFound, Kind: KindNotFound, Code: "model_not_found", Param: "model",
+			Message: "The model `" + fields.Model + "` does not exist or you do not have access to it."}
+	}
+	if !p.Allows("model", fields.Model) {
+		return &Error{Status: http.StatusForbidden, Kind: KindPermission, Code: "model_not_allowed", Param: "model",
+			Message: "This credential may not use the model `" + fields.Model + "`."}
+	}
+	inv := &Invocation{RequestID: telemetry.RequestID(r.Context()), Principal: p, Route: c.route, Model: fields.Model, Stream: fields.Stream}
+	if h.Decider != nil {
+		if err := h.Decider.InvokeModel(r.Context(), inv); err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				e = &Error{Status: http.StatusForbidden, Kind: KindPermission, Message: "denied by policy", Cause: err}
+			}
+			return e
+		}
+	}
+	// Ask for the usage chunk even when the client did not, so streams are
+	// billed from the upstream's own counts; it is removed again on the way
+	// back if the client did not ask for it.
+	stripUsage := false
+	if op == provider.OpChat && fields.Stream {
+		raw, stripUsage = ensureIncludeUsage(raw)
+	}
+	req := &provider.Request{Op: op, Model: fields.Model, Body: raw, Stream: fields.Stream, Header: forwardHeaders(r.Header)}
+	res, err := h.Router.Do(r.Context(), fields.Model, req)
+	if err != nil {
+		return routeError(r.Context(), fields.Model, err)
+	}
+	c.target = res.Target.Name()
+	defer res.Response.Body.Close()
+	hdr := w.Header()
+	hdr.Set("X-Agate-Target", c.target)
+	if ct := res.Response.Header.Get("Content-Type"); ct != "" {
+		hdr.Set("Content-Type", ct)
+	}
+	c.status = res.Response.StatusCode
+	meter := usage.NewMeter(op, len(raw))
+	if fields.Stream && res.Response.StatusCode == http.StatusOK {
+		err = h.relayStream(w, r, res.Response.Body, op, meter, stripUsage)
+		c.usage = meter.Usage()
+		if err != nil {
+			c.status = http.StatusBadGateway
+			if r.Context().Err() != nil {
+				c.status = 499 // client closed the request, as nginx counts it
+			}
+		}
+		h.done(r.Context(), inv, c)
+		return err
+	}
+	out, err := io.ReadAll(io.LimitReader(res.Response.Body, maxResponseBytes))
+	if err != nil {
+		return routeError(r.Context(), fields.Model, err)
+	}
+	if res.Response.StatusCode < 300 {
+		c.usage, _ = usage.FromBody(op, out)
+	}
+	hdr.Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(res.Response.StatusCode)
+	w.Write(out) //nolint:errcheck // a client that left is not an error of ours
+	h.done(r.Context(), inv, c)
+	return nil
+}
+
+func (h *Handler) done(ctx context.Context, inv *Invocation, c *call) {
+	if h.Done == nil {
+		return
+	}
+	h.Done(ctx, &Outcome{Invocation: *inv, Target: c.target, Status: c.status, Usage: c.usage,
+		CostUSD: h.cost(c), Latency: h.now().Sub(c.started)})
+}
+
+func (h *Handler) cost(c *call) float64 {
+	if h.Prices == nil || c.target == "" {
+		return 0
+	}
+	// Price what was used: the target's model, else the name asked for.
+	if _, m, ok := strings.Cut(c.target, "/"); ok {
+		if cost := h.Prices.Cost(m, c.usage); cost > 0 {
+			return cost
+		}
+	}
+	return h.Prices.Cost(c.model, c.usage)
+}
+
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := h.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, Errorf(http.StatusRequestEntityTooLarge, KindTooLarge, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit)
+	}
+	// Read the body whole before forwarding: relaying a request body while
+	// the response streams back loses the end of some SSE responses
+	// (golang/go#40747), and the decision needs its fields anyway.
+	size := r.ContentLength
+	if size <= 0 || size > limit {
+		size = 4096
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+1))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, Errorf(http.StatusRequestEntityTooLarge, KindTooLarge, "request body exceeds the limit of %d bytes", limit)
+	case err != nil:
+		return nil, Errorf(http.StatusBadRequest, KindInvalidRequest, "could not read the request body")
+	}
+	return buf.Bytes(), nil
+}
+
+func forwardHeaders(in http.Header) http.Header {
+	out := http.Header{}
+	for _, k := range []string{"Anthropic-Version", "Anthropic-Beta"} {
+		if v := in.Values(k); len(v) > 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func routeError(ctx context.Context, model string, err error) error {
+	var all *route.AllFailedError
+	switch {
+	case ctx.Err() != nil:
+		return &Error{Status: 499, Kind: KindInvalidRequest, Message: "client closed the request", Cause: err}
+	case errors.As(err, &all):
+		return &Error{Status: http.StatusBadGateway, Kind: KindUpstream,
+			Message: "every target for model " + strconv.Quote(model) + " failed (tried " + strings.Join(all.Tried, ", ") + ")", Cause: err}
+	case errors.Is(err, route.ErrUnknownModel):
+		return &Error{Status: http.StatusNotFound, Kind: KindNotFound, Code: "model_not_found", Param: "model",
+			Message: "The model `" + model + "` does not exist or you do not have access to it."}
+	default:
+		return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream error for model " + strconv.Quote(model), Cause: err}
+	}
+}
+
+// relayStream copies SSE events from the upstream to the client one at a
+// time, flushing each. A stream that ends without its terminal event is
+// closed with an error event in the client's dialect, so that SDKs surface
+// the cut instead of treating it as a clean finish.
+func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Reader, op provider.Op, meter *usage.Meter, stripUsage bool) error {
+	h.Metrics.StreamsInFlight.Inc()
+	defer h.Metrics.StreamsInFlight.Dec()
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	rc.Flush() //nolint:errcheck // surfaces on the next write
+	rd := sse.NewReader(body, 0)
+	var out []byte
+	finished := false
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) && finished {
+				return nil
+			}
+			if r.Context().Err() != nil {
+				return errStreamStarted
+			}
+			w.Write(streamErrorEvent(op, "the upstream stream was interrupted before it finished")) //nolint:errcheck
+			rc.Flush()                                                                              //nolint:errcheck
+			return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream stream interrupted", Cause: errors.Join(errStreamStarted, err)}
+		}
+		meter.Observe(ev)
+		if isTerminal(op, ev) {
+			finished = true
+		}
+		if stripUsage && usage.IsUsageChunk(ev.Data) {
+			continue
+		}
+		out = sse.AppendEvent(out[:0], ev)
+		if _, err := w.Write(out); err != nil {
+			return errStreamStarted
+		}
+		if err := rc.Flush(); err != nil {
+			return errStreamStarted
+		}
+	}
+}
+
+func isTerminal(op provider.Op, ev sse.Event) bool {
+	if op == provider.OpMessages {
+		return ev.Type == "message_stop"
+	}
+	return bytes.Equal(ev.Data, []byte("[DONE]"))
+}
+
+func streamErrorEvent(op provider.Op, msg string) []byte {
+	if op == provider.OpMessages {
+		b, _ := json.Marshal(map[string]any{"type": "error", "error": map[string]any{"type": "api_error", "message": msg}})
+		return sse.AppendEvent(nil, sse.Event{Type: "error", Data: b})
+	}
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": "server_error", "param": nil, "code": "stream_interrupted"}})
+	return sse.AppendEvent(nil, sse.Event{Data: b})
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+// finish records metrics, the log line and the ledger entry of a request.
+func (h *Handler) finish(r *http.Request, c *call) {
+	elapsed := h.now().Sub(c.started)
+	status := strconv.Itoa(c.status)
+	target := c.target
+	if target == "" {
+		target = "none"
+	}
+	h.Metrics.Requests.WithLabelValues(c.route, c.model, target, status).Inc()
+	h.Metrics.RequestDuration.WithLabelValues(c.route, c.model, target, status).Observe(elapsed.Seconds())
+	cost := h.cost(c)
+	if c.target != "" {
+		h.Metrics.Tokens.WithLabelValues(c.model, c.target, "input").Add(float64(c.usage.Input))
+		h.Metrics.Tokens.WithLabelValues(c.model, c.target, "output").Add(float64(c.usage.Output))
+		if c.usage.CachedInput > 0 {
+			h.Metrics.Tokens.WithLabelValues(c.model, c.target, "cached").Add(float64(c.usage.CachedInput))
+		}
+		if cost > 0 {
+			h.Metrics.Cost.WithLabelValues(c.model, c.target).Add(cost)
+		}
+	}
+	p, _ := identity.FromContext(r.Context())
+	if h.Ledger != nil && p != nil && c.model != "" {
+		h.Ledger.Record(store.UsageEntry{
+			RequestID: telemetry.RequestID(r.Context()), Time: c.started, KeyID: p.CredentialID, Team: p.Team, Subject: p.Subject,
+			Route: c.route, Model: c.model, Target: c.target,
+			InputTokens: int64(c.usage.Input), OutputTokens: int64(c.usage.Output), CachedTokens: int64(c.usage.CachedInput),
+			Estimated: c.usage.Estimated, CostUSD: cost, Latency: elapsed, Status: c.status, Stream: c.stream,
+		})
+	}
+}

@@ -1,0 +1,157 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// backends opens every backend the machine has; each test runs against all.
+func backends(t *testing.T) map[string]*Store {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]*Store{}
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "agate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	out["sqlite"] = s
+	if pg := openTestPostgres(t); pg != nil {
+		out["postgres"] = pg
+	}
+	return out
+}
+
+// openTestPostgres connects to the machine's PostgreSQL in a schema of its
+// own, or skips the postgres half with a clear message.
+func openTestPostgres(t *testing.T) *Store {
+	t.Helper()
+	base := os.Getenv("AGATE_TEST_POSTGRES")
+	if base == "" {
+		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	admin, err := sql.Open("pgx", base)
+	if err == nil {
+		err = admin.PingContext(ctx)
+	}
+	if err != nil {
+		t.Logf("PostgreSQL not reachable at %s (%v): postgres backend not tested", base, err)
+		return nil
+	}
+	defer admin.Close()
+	schemaName := fmt.Sprintf("agate_store_%d", time.Now().UnixNano())
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schemaName); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		a, err := sql.Open("pgx", base)
+		if err == nil {
+			a.Exec("DROP SCHEMA " + schemaName + " CASCADE")
+			a.Close()
+		}
+	})
+	s, err := OpenPostgres(ctx, base+"&search_path="+schemaName)
+	if err != nil {
+		t.Fatalf("open postgres: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestKeys(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+			k := &Key{ID: "k1", Name: "ci", Team: "platform", Models: []string{"a", "b"}, Hash: "h1", Prefix: "agk_abcd", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+			if err := s.CreateKey(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CreateKey(ctx, &Key{ID: "k2", Name: "dup", Hash: "h1", Prefix: "x", CreatedAt: now}); err == nil {
+				t.Fatal("a second key with the same hash was accepted")
+			}
+			got, err := s.KeyByHash(ctx, "h1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Name != "ci" || got.Team != "platform" || len(got.Models) != 2 || !got.ExpiresAt.Equal(now.Add(time.Hour)) || !got.RevokedAt.IsZero() {
+				t.Fatalf("got %+v", got)
+			}
+			if _, err := s.KeyByHash(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("unknown hash: %v", err)
+			}
+			if err := s.RevokeKey(ctx, "ci", now); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RevokeKey(ctx, "ci", now); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("second revoke: %v", err)
+			}
+			got, _ = s.KeyByHash(ctx, "h1")
+			if !got.RevokedAt.Equal(now) {
+				t.Fatalf("revoked_at = %v", got.RevokedAt)
+			}
+			list, err := s.ListKeys(ctx)
+			if err != nil || len(list) != 1 {
+				t.Fatalf("list = %v, %v", list, err)
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			day1 := time.Date(2026, 11, 24, 23, 0, 0, 0, time.UTC)
+			day2 := day1.Add(2 * time.Hour)
+			entries := []UsageEntry{
+				{RequestID: "r1", Time: day1, KeyID: "k1", Team: "a", Model: "m1", InputTokens: 10, OutputTokens: 5, CostUSD: 0.5, Status: 200},
+				{RequestID: "r2", Time: day2, KeyID: "k1", Team: "a", Model: "m2", InputTokens: 1, OutputTokens: 2, CachedTokens: 1, CostUSD: 0.25, Status: 200, Estimated: true},
+				{RequestID: "r3", Time: day2, KeyID: "k2", Team: "b", Model: "m1", Status: 502},
+			}
+			if err := s.RecordUsage(ctx, entries); err != nil {
+				t.Fatal(err)
+			}
+			tests := []struct {
+				q    UsageQuery
+				want []UsageRow
+			}{
+				{UsageQuery{GroupBy: "key"}, []UsageRow{
+					{Group: "k1", Requests: 2, InputTokens: 11, OutputTokens: 7, CachedTokens: 1, CostUSD: 0.75, Estimated: 1},
+					{Group: "k2", Requests: 1, Errors: 1},
+				}},
+				{UsageQuery{GroupBy: "team", From: day2}, []UsageRow{
+					{Group: "a", Requests: 1, InputTokens: 1, OutputTokens: 2, CachedTokens: 1, CostUSD: 0.25, Estimated: 1},
+					{Group: "b", Requests: 1, Errors: 1},
+				}},
+				{UsageQuery{GroupBy: "day"}, []UsageRow{
+					{Group: "2026-11-24", Requests: 1, InputTokens: 10, OutputTokens: 5, CostUSD: 0.5},
+					{Group: "2026-11-25", Requests: 2, InputTokens: 1, OutputTokens: 2, CachedTokens: 1, CostUSD: 0.25, Estimated: 1, Errors: 1},
+				}},
+				{UsageQuery{GroupBy: "model", To: day2}, []UsageRow{
+					{Group: "m1", Requests: 1, InputTokens: 10, OutputTokens: 5, CostUSD: 0.5},
+				}},
+			}
+			for _, tt := range tests {
+				got, err := s.Usage(ctx, tt.q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+					t.Errorf("%+v:\n got %+v\nwant %+v", tt.q, got, tt.want)
+				}
+			}
+			if _, err := s.Usage(ctx, UsageQuery{GroupBy: "color"}); err == nil {
+				t.Error("bad group_by accepted")
+			}
+		})
+	}
+}

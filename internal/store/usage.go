@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// UsageEntry is one request in the usage ledger.
+type UsageEntry struct {
+	RequestID    string
+	Time         time.Time
+	KeyID        string
+	Team         string
+	Subject      string
+	Route        string
+	Model        string // the model the client asked for
+	Target       string // provider/model that answered
+	InputTokens  int64
+	OutputTokens int64
+	CachedTokens int64
+	// Estimated marks counts the upstream did not report.
+	Estimated bool
+	CostUSD   float64
+	Latency   time.Duration
+	Status    int
+	Stream    bool
+}
+
+// RecordUsage appends entries to the ledger in one transaction.
+func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record usage: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a committed tx makes this a no-op
+	stmt, err := tx.PrepareContext(ctx, s.rebind(`INSERT INTO usage_ledger
+		(request_id, ts, key_id, team, subject, route, model, target, input_tokens, output_tokens, cached_tokens, estimated, cost_usd, latency_ms, status, stream)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
+	if err != nil {
+		return fmt.Errorf("record usage: %w", err)
+	}
+	defer stmt.Close()
+	for _, e := range entries {
+		if _, err := stmt.ExecContext(ctx, e.RequestID, millis(e.Time), e.KeyID, e.Team, e.Subject, e.Route, e.Model, e.Target,
+			e.InputTokens, e.OutputTokens, e.CachedTokens, e.Estimated, e.CostUSD,
+			float64(e.Latency)/float64(time.Millisecond), e.Status, e.Stream); err != nil {
+			return fmt.Errorf("record usage %s: %w", e.RequestID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record usage: %w", err)
+	}
+	return nil
+}
+
+// UsageQuery selects and groups ledger rows.
+type UsageQuery struct {
+	// GroupBy is key, team, model or day.
+	GroupBy string
+	From    time.Time // inclusive; zero: no bound
+	To      time.Time // exclusive; zero: no bound
+}
+
+// UsageRow is one group of the ledger.
+type UsageRow struct {
+	Group        string  `json:"group"`
+	Requests     int64   `json:"requests"`
+	InputTokens  int64   `json:"input_tokens"`
+	OutputTokens int64   `json:"output_tokens"`
+	CachedTokens int64   `json:"cached_tokens"`
+	CostUSD      float64 `json:"cost_usd"`
+	Estimated    int64   `json:"estimated_requests"`
+	Errors       int64   `json:"error_requests"`
+}
+
+// Usage sums the ledger by q.GroupBy.
+func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
+	var group string
+	switch q.GroupBy {
+	case "key":
+		group = "key_id"
+	case "team":
+		group = "team"
+	case "model":
+		group = "model"
+	case "day":
+		if s.driver == "postgres" {
+			group = "to_char(to_timestamp(ts / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+		} else {
+			group = "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')"
+		}
+	default:
+		return nil, fmt.Errorf("group_by must be key, team, model or day, not %q", q.GroupBy)
+	}
+	from, to := int64(0), int64(1<<62)
+	if !q.From.IsZero() {
+		from = q.From.UnixMilli()
+	}
+	if !q.To.IsZero() {
+		to = q.To.UnixMilli()
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+group+` AS g, COUNT(*),
+		COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0), COALESCE(SUM(cached_tokens),0),
+		COALESCE(SUM(cost_usd),0),
+		COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END),0),
+		COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END),0)
+		FROM usage_ledger WHERE ts >= ? AND ts < ? GROUP BY g ORDER BY g`), from, to)
+	if err != nil {
+		return nil, fmt.Errorf("query usage: %w", err)
+	}
+	defer rows.Close()
+	out := []UsageRow{}
+	for rows.Next() {
+		var r UsageRow
+		if err := rows.Scan(&r.Group, &r.Requests, &r.InputTokens, &r.OutputTokens, &r.CachedTokens, &r.CostUSD, &r.Estimated, &r.Errors); err != nil {
+			return nil, fmt.Errorf("query usage: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
