@@ -75,6 +75,11 @@ type Handler struct {
 	MaxBodyBytes int64
 	// Decider, when set, decides every invocation before it is routed.
 	Decider Decider
+	// Tools, when set, is decision 2: it filters the tools a request
+	// offers and decides every tool call a response proposes, handled as
+	// ToolMode says (strip by default).
+	Tools    ToolGate
+	ToolMode ToolMode
 	// Done, when set, is told the outcome of every routed invocation.
 	Done func(ctx context.Context, o *Outcome)
 	Now  func() time.Time
@@ -167,6 +172,11 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 			return e
 		}
 	}
+	if op != provider.OpEmbeddings {
+		if raw, err = h.filterOfferedTools(r.Context(), inv, raw); err != nil {
+			return err
+		}
+	}
 	// Ask for the usage chunk even when the client did not, so streams are
 	// billed from the upstream's own counts; it is removed again on the way
 	// back if the client did not ask for it.
@@ -189,10 +199,22 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 	c.status = res.Response.StatusCode
 	meter := usage.NewMeter(op, len(raw))
 	if fields.Stream && res.Response.StatusCode == http.StatusOK {
-		err = h.relayStream(w, r, res.Response.Body, op, meter, stripUsage)
+		var filter eventFilter
+		if h.Tools != nil {
+			if op == provider.OpMessages {
+				filter = &messageToolFilter{h: h, ctx: r.Context(), inv: inv}
+			} else {
+				filter = &chatToolFilter{h: h, ctx: r.Context(), inv: inv}
+			}
+		}
+		err = h.relayStream(w, r, res.Response.Body, op, meter, stripUsage, filter)
 		c.usage = meter.Usage()
 		if err != nil {
 			c.status = http.StatusBadGateway
+			var e *Error
+			if errors.As(err, &e) {
+				c.status = e.Status
+			}
 			if r.Context().Err() != nil {
 				c.status = 499 // client closed the request, as nginx counts it
 			}
@@ -206,6 +228,12 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 	}
 	if res.Response.StatusCode < 300 {
 		c.usage, _ = usage.FromBody(op, out)
+		if op != provider.OpEmbeddings {
+			if out, err = h.governResponse(r.Context(), inv, op == provider.OpMessages, out); err != nil {
+				h.done(r.Context(), inv, c)
+				return err
+			}
+		}
 	}
 	hdr.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(res.Response.StatusCode)
@@ -289,7 +317,7 @@ func routeError(ctx context.Context, model string, err error) error {
 // time, flushing each. A stream that ends without its terminal event is
 // closed with an error event in the client's dialect, so that SDKs surface
 // the cut instead of treating it as a clean finish.
-func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Reader, op provider.Op, meter *usage.Meter, stripUsage bool) error {
+func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Reader, op provider.Op, meter *usage.Meter, stripUsage bool, filter eventFilter) error {
 	h.Metrics.StreamsInFlight.Inc()
 	defer h.Metrics.StreamsInFlight.Dec()
 	hdr := w.Header()
@@ -322,7 +350,23 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 		if stripUsage && usage.IsUsageChunk(ev.Data) {
 			continue
 		}
-		out = sse.AppendEvent(out[:0], ev)
+		events := []sse.Event{ev}
+		if filter != nil {
+			if events, err = filter.Filter(ev); err != nil {
+				e := asError(err)
+				w.Write(streamErrorEvent(op, e.Message)) //nolint:errcheck
+				rc.Flush()                               //nolint:errcheck
+				e.Cause = errStreamStarted
+				return e
+			}
+		}
+		out = out[:0]
+		for _, ev := range events {
+			out = sse.AppendEvent(out, ev)
+		}
+		if len(out) == 0 {
+			continue
+		}
 		if _, err := w.Write(out); err != nil {
 			return errStreamStarted
 		}
