@@ -264,6 +264,9 @@ func Parse(name string, raw []byte) (*Config, error) {
 	}
 	c.root = &root
 	c.Source = name
+	if err := c.inheritRouting(); err != nil {
+		return nil, yamlError(name, err)
+	}
 	if len(c.Providers) == 0 && len(c.Models) == 0 {
 		// A config that names no upstreams keeps the built-in mock, so a
 		// file that only tunes, say, the listener still serves.
@@ -325,6 +328,30 @@ func expandEnv(raw []byte) ([]byte, error) {
 		return nil
 	})
 	return out, firstErr
+}
+
+// inheritRouting makes a model's routing override start from the global
+// routing, so an override that sets only retries keeps the global timeouts.
+func (c *Config) inheritRouting() error {
+	models := mapValue(c.root.Content[0], "models")
+	if models == nil || models.Kind != yaml.SequenceNode {
+		return nil
+	}
+	for i, m := range models.Content {
+		if i >= len(c.Models) || c.Models[i].Routing == nil {
+			continue
+		}
+		node := mapValue(m, "routing")
+		if node == nil {
+			continue
+		}
+		r := c.Routing
+		if err := node.Decode(&r); err != nil {
+			return err
+		}
+		c.Models[i].Routing = &r
+	}
+	return nil
 }
 
 func (c *Config) applyDefaults() {

@@ -86,3 +86,23 @@ func TestEmptyFileKeepsMock(t *testing.T) {
 		t.Fatalf("%+v", c)
 	}
 }
+
+func TestModelRoutingInheritsGlobal(t *testing.T) {
+	c, err := Parse("r.yaml", []byte(`
+routing:
+  retries: 4
+  timeouts: {connect: 2s, first_byte: 7s, total: 1m}
+providers: [{name: mock, type: mock}]
+models:
+  - name: m
+    targets: [{provider: mock, model: m}]
+    routing: {retries: 0, timeouts: {first_byte: 3s}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Models[0].Routing
+	if r.Retries != 0 || r.Timeouts.FirstByte != 3*time.Second || r.Timeouts.Connect != 2*time.Second || r.Timeouts.Total != time.Minute || r.Breaker.Failures != 5 {
+		t.Fatalf("override %+v", r)
+	}
+}

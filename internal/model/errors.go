@@ -92,21 +92,42 @@ var anthropicTypes = map[Kind]string{
 	KindInternal:       "api_error",
 }
 
+type anthropicError struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+type openAIError struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    *string `json:"code"`
+	} `json:"error"`
+}
+
 // ErrorBody renders e in dialect d.
 func ErrorBody(d Dialect, e *Error) []byte {
 	var v any
 	switch d {
 	case Anthropic:
-		v = map[string]any{"type": "error", "error": map[string]any{"type": anthropicTypes[e.Kind], "message": e.Message}}
+		var a anthropicError
+		a.Type = "error"
+		a.Error.Type, a.Error.Message = anthropicTypes[e.Kind], e.Message
+		v = a
 	default:
-		var code, param any
+		var o openAIError
+		o.Error.Message, o.Error.Type = e.Message, openAITypes[e.Kind]
 		if e.Code != "" {
-			code = e.Code
+			o.Error.Code = &e.Code
 		}
 		if e.Param != "" {
-			param = e.Param
+			o.Error.Param = &e.Param
 		}
-		v = map[string]any{"error": map[string]any{"message": e.Message, "type": openAITypes[e.Kind], "param": param, "code": code}}
+		v = o
 	}
 	b, _ := json.Marshal(v)
 	return b

@@ -1,0 +1,140 @@
+// Package openai sends requests to OpenAI's API and to every server that
+// speaks it (Azure OpenAI, vLLM, Ollama, Groq, LiteLLM, ...). Chat
+// completions and embeddings are forwarded byte for byte; Anthropic
+// messages requests are translated to chat completions and their answers
+// — bodies, streams and errors — translated back.
+package openai
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/agate-gateway/agate/internal/config"
+	"github.com/agate-gateway/agate/internal/model/provider"
+	"github.com/agate-gateway/agate/internal/model/translate"
+)
+
+// DefaultBaseURL is used when the config sets none.
+const DefaultBaseURL = "https://api.openai.com/v1"
+
+// Provider is one OpenAI-compatible upstream.
+type Provider struct {
+	name    string
+	base    string
+	apiKey  string
+	headers map[string]string
+	azure   *config.Azure
+	client  *http.Client
+	now     func() time.Time
+}
+
+var _ provider.Provider = (*Provider)(nil)
+
+// New returns a provider for cfg sending with client (a client of its own
+// when nil). With cfg.Azure set, URLs and the credential header follow
+// Azure OpenAI.
+func New(cfg config.Provider, client *http.Client) (*Provider, error) {
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		if cfg.Azure != nil {
+			return nil, fmt.Errorf("openai provider %q: azure needs the resource's base_url", cfg.Name)
+		}
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("openai provider %q: base_url must be an http or https URL", cfg.Name)
+	}
+	if cfg.Azure != nil && cfg.Azure.APIVersion == "" {
+		return nil, fmt.Errorf("openai provider %q: azure needs api_version", cfg.Name)
+	}
+	if client == nil {
+		client = &http.Client{}
+	}
+	return &Provider{name: cfg.Name, base: base, apiKey: cfg.APIKey.Reveal(), headers: cfg.Headers, azure: cfg.Azure, client: client, now: time.Now}, nil
+}
+
+// Do sends req upstream and returns once the response headers are in.
+func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Response, error) {
+	body, path, upstreamOp := req.Body, "chat/completions", provider.OpChat
+	switch req.Op {
+	case provider.OpChat:
+	case provider.OpEmbeddings:
+		path, upstreamOp = "embeddings", provider.OpEmbeddings
+	case provider.OpMessages:
+		var err error
+		if body, err = translate.RequestToOpenAI(req.Body); err != nil {
+			return translate.RequestError(req.Op, err), nil
+		}
+	default:
+		return translate.ErrorResponse(provider.OpChat, http.StatusNotFound, fmt.Sprintf("operation %q is not supported", req.Op)), nil
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url(path, req.Model), bytes.NewReader(body))
+	if err != nil {
+		return nil, p.redact(fmt.Errorf("openai provider %q: build request: %w", p.name, err))
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	if req.Stream {
+		hreq.Header.Set("Accept", "text/event-stream")
+	} else {
+		hreq.Header.Set("Accept", "application/json")
+	}
+	if p.apiKey != "" {
+		if p.azure != nil {
+			hreq.Header.Set("api-key", p.apiKey)
+		} else {
+			hreq.Header.Set("Authorization", "Bearer "+p.apiKey)
+		}
+	}
+	for k, v := range p.headers {
+		hreq.Header.Set(k, v)
+	}
+	resp, err := p.client.Do(hreq)
+	if err != nil {
+		return nil, p.redact(fmt.Errorf("openai provider %q: %w", p.name, err))
+	}
+	return translate.Upstream(resp, upstreamOp, req.Op, req.Stream, false, p.now()), nil
+}
+
+func (p *Provider) url(path, model string) string {
+	if p.azure == nil {
+		return p.base + "/" + path
+	}
+	deployment := model
+	if d, ok := p.azure.Deployments[model]; ok {
+		deployment = d
+	}
+	return p.base + "/openai/deployments/" + url.PathEscape(deployment) + "/" + path + "?api-version=" + url.QueryEscape(p.azure.APIVersion)
+}
+
+// redact keeps the API key out of an error's text, whatever the transport
+// put in it.
+func (p *Provider) redact(err error) error {
+	if p.apiKey == "" || !strings.Contains(err.Error(), p.apiKey) {
+		return err
+	}
+	return &redacted{msg: strings.ReplaceAll(err.Error(), p.apiKey, "<secret>"), err: err}
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r *redacted) Error() string { return r.msg }
+
+// Is keeps errors.Is working (context.Canceled, DeadlineExceeded) without
+// an Unwrap that would hand out the unredacted text.
+func (r *redacted) Is(target error) bool { return errors.Is(r.err, target) }
+
+// Timeout reports whether the underlying error was a timeout.
+func (r *redacted) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(r.err, &t) && t.Timeout()
+}

@@ -1,0 +1,269 @@
+// Package usage counts the tokens a model call used and prices them: it reads
+// usage from non-streamed response bodies of either dialect and from
+// embeddings, meters streams event by event (estimating, and saying so, when
+// a stream ends without reporting usage), and holds the price table — an
+// embedded default overridden by the config's "prices".
+package usage
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/agate-gateway/agate/internal/model/provider"
+	"github.com/agate-gateway/agate/internal/model/sse"
+)
+
+// Usage is the tokens of one model call.
+type Usage struct {
+	// Input is every prompt token, CachedInput included.
+	Input int
+	// Output is the completion tokens.
+	Output int
+	// CachedInput is the part of Input served from the provider's prompt
+	// cache (OpenAI cached_tokens, Anthropic cache_read_input_tokens).
+	CachedInput int
+	// Estimated is set when the numbers were estimated from the bytes sent
+	// and received instead of reported by the upstream.
+	Estimated bool
+}
+
+// Total is Input plus Output.
+func (u Usage) Total() int { return u.Input + u.Output }
+
+type openaiUsage struct {
+	PromptTokens        int `json:"prompt_tokens"`
+	CompletionTokens    int `json:"completion_tokens"`
+	PromptTokensDetails *struct {
+		CachedTokens int `json:"cached_tokens"`
+	} `json:"prompt_tokens_details"`
+}
+
+func (o *openaiUsage) usage() Usage {
+	u := Usage{Input: o.PromptTokens, Output: o.CompletionTokens}
+	if o.PromptTokensDetails != nil {
+		u.CachedInput = o.PromptTokensDetails.CachedTokens
+	}
+	return u
+}
+
+type anthropicUsage struct {
+	InputTokens              *int `json:"input_tokens"`
+	OutputTokens             *int `json:"output_tokens"`
+	CacheCreationInputTokens int  `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int  `json:"cache_read_input_tokens"`
+}
+
+// input is the prompt tokens Anthropic reports in three parts; cache writes
+// count as input (at the input price).
+func (a *anthropicUsage) input() int {
+	n := a.CacheCreationInputTokens + a.CacheReadInputTokens
+	if a.InputTokens != nil {
+		n += *a.InputTokens
+	}
+	return n
+}
+
+// FromChat reads the usage of an OpenAI chat completion body; false when it
+// has none.
+func FromChat(body []byte) (Usage, bool) {
+	var r struct {
+		Usage *openaiUsage `json:"usage"`
+	}
+	if json.Unmarshal(body, &r) != nil || r.Usage == nil {
+		return Usage{}, false
+	}
+	return r.Usage.usage(), true
+}
+
+// FromEmbeddings reads the usage of an OpenAI embeddings body.
+func FromEmbeddings(body []byte) (Usage, bool) { return FromChat(body) }
+
+// FromMessages reads the usage of an Anthropic message body.
+func FromMessages(body []byte) (Usage, bool) {
+	var r struct {
+		Usage *anthropicUsage `json:"usage"`
+	}
+	if json.Unmarshal(body, &r) != nil || r.Usage == nil {
+		return Usage{}, false
+	}
+	u := Usage{Input: r.Usage.input(), CachedInput: r.Usage.CacheReadInputTokens}
+	if r.Usage.OutputTokens != nil {
+		u.Output = *r.Usage.OutputTokens
+	}
+	return u, true
+}
+
+// FromBody reads the usage of a non-streamed response to op.
+func FromBody(op provider.Op, body []byte) (Usage, bool) {
+	switch op {
+	case provider.OpMessages:
+		return FromMessages(body)
+	case provider.OpEmbeddings:
+		return FromEmbeddings(body)
+	default:
+		return FromChat(body)
+	}
+}
+
+// IsUsageChunk reports whether an OpenAI stream chunk is the usage-only
+// chunk (empty choices, usage set) that include_usage adds; a gateway that
+// turned include_usage on itself drops it before the client sees it.
+func IsUsageChunk(data []byte) bool {
+	if !bytes.Contains(data, []byte(`"usage"`)) {
+		return false
+	}
+	var c struct {
+		Choices []json.RawMessage `json:"choices"`
+		Usage   *openaiUsage      `json:"usage"`
+	}
+	return json.Unmarshal(data, &c) == nil && len(c.Choices) == 0 && c.Usage != nil
+}
+
+// Meter follows a stream's events and reports its usage when it ends.
+type Meter struct {
+	op           provider.Op
+	requestBytes int
+	chars        int // text and tool-argument bytes seen, for estimates
+
+	reported  Usage
+	haveInput bool // the upstream reported input tokens
+	complete  bool // the upstream reported final usage
+
+	dec *sse.Decoder // for Write
+}
+
+// NewMeter returns a Meter for a streamed response to op whose request body
+// had requestBytes bytes.
+func NewMeter(op provider.Op, requestBytes int) *Meter {
+	return &Meter{op: op, requestBytes: requestBytes}
+}
+
+// Write takes the raw stream bytes as they pass (io.TeeReader(body, m)),
+// for a relay that does not parse events itself. Use either Write or
+// Observe on one Meter, not both.
+func (m *Meter) Write(p []byte) (int, error) {
+	if m.dec == nil {
+		m.dec = sse.NewDecoder(0, m.Observe)
+	}
+	n, err := m.dec.Write(p)
+	if err != nil {
+		return n, fmt.Errorf("meter stream: %w", err)
+	}
+	return n, nil
+}
+
+// Observe takes one event of the stream, in the dialect of the Meter's op.
+func (m *Meter) Observe(ev sse.Event) {
+	if m.op == provider.OpMessages {
+		m.observeAnthropic(ev)
+		return
+	}
+	m.observeOpenAI(ev)
+}
+
+func (m *Meter) observeOpenAI(ev sse.Event) {
+	if len(ev.Data) == 0 || ev.Data[0] != '{' {
+		return // [DONE]
+	}
+	var c struct {
+		Choices []struct {
+			Delta struct {
+				Content   string `json:"content"`
+				Refusal   string `json:"refusal"`
+				ToolCalls []struct {
+					Function struct {
+						Arguments string `json:"arguments"`
+					} `json:"function"`
+				} `json:"tool_calls"`
+			} `json:"delta"`
+		} `json:"choices"`
+		Usage *openaiUsage `json:"usage"`
+	}
+	if json.Unmarshal(ev.Data, &c) != nil {
+		return
+	}
+	for _, ch := range c.Choices {
+		m.chars += len(ch.Delta.Content) + len(ch.Delta.Refusal)
+		for _, tc := range ch.Delta.ToolCalls {
+			m.chars += len(tc.Function.Arguments)
+		}
+	}
+	if c.Usage != nil {
+		m.reported = c.Usage.usage()
+		m.haveInput, m.complete = true, true
+	}
+}
+
+func (m *Meter) observeAnthropic(ev sse.Event) {
+	switch ev.Type {
+	case "content_block_delta":
+		var d struct {
+			Delta struct {
+				Text        string `json:"text"`
+				PartialJSON string `json:"partial_json"`
+				Thinking    string `json:"thinking"`
+			} `json:"delta"`
+		}
+		if json.Unmarshal(ev.Data, &d) == nil {
+			m.chars += len(d.Delta.Text) + len(d.Delta.PartialJSON) + len(d.Delta.Thinking)
+		}
+	case "message_start":
+		var s struct {
+			Message struct {
+				Usage anthropicUsage `json:"usage"`
+			} `json:"message"`
+		}
+		// A zero input count is a translator that does not know it yet
+		// (OpenAI reports usage only at the end), not a real count.
+		if json.Unmarshal(ev.Data, &s) == nil && s.Message.Usage.input() > 0 {
+			m.reported.Input = s.Message.Usage.input()
+			m.reported.CachedInput = s.Message.Usage.CacheReadInputTokens
+			m.haveInput = true
+			if s.Message.Usage.OutputTokens != nil {
+				m.reported.Output = *s.Message.Usage.OutputTokens
+			}
+		}
+	case "message_delta":
+		var d struct {
+			Usage *anthropicUsage `json:"usage"`
+		}
+		if json.Unmarshal(ev.Data, &d) != nil || d.Usage == nil {
+			return
+		}
+		// message_delta counts are cumulative; newer API versions repeat
+		// the input counts here too.
+		if d.Usage.OutputTokens != nil {
+			m.reported.Output = *d.Usage.OutputTokens
+			m.complete = true
+		}
+		if d.Usage.input() > 0 {
+			m.reported.Input = d.Usage.input()
+			m.reported.CachedInput = d.Usage.CacheReadInputTokens
+			m.haveInput = true
+		}
+	}
+}
+
+// Usage is the stream's usage so far: what the upstream reported, with
+// whatever it did not report estimated (input as request bytes/4, output as
+// streamed text bytes/4) and flagged Estimated.
+func (m *Meter) Usage() Usage {
+	if m.dec != nil {
+		_ = m.dec.Close() // a last event without its blank line still counts
+	}
+	if m.complete && m.haveInput {
+		return m.reported
+	}
+	u := m.reported
+	u.Estimated = true
+	if !m.haveInput {
+		u.Input, u.CachedInput = (m.requestBytes+3)/4, 0
+	}
+	if !m.complete {
+		if est := (m.chars + 3) / 4; est > u.Output {
+			u.Output = est
+		}
+	}
+	return u
+}

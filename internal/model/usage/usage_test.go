@@ -1,0 +1,173 @@
+package usage
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/agate-gateway/agate/internal/config"
+	"github.com/agate-gateway/agate/internal/model/provider"
+	"github.com/agate-gateway/agate/internal/model/sse"
+)
+
+func TestFromBody(t *testing.T) {
+	tests := []struct {
+		name string
+		op   provider.Op
+		body string
+		want Usage
+		ok   bool
+	}{
+		{"openai", provider.OpChat, `{"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4}}}`, Usage{Input: 10, Output: 5, CachedInput: 4}, true},
+		{"openai no details", provider.OpChat, `{"usage":{"prompt_tokens":1,"completion_tokens":2}}`, Usage{Input: 1, Output: 2}, true},
+		{"openai none", provider.OpChat, `{"choices":[]}`, Usage{}, false},
+		{"anthropic", provider.OpMessages, `{"usage":{"input_tokens":10,"output_tokens":7,"cache_read_input_tokens":100,"cache_creation_input_tokens":20}}`, Usage{Input: 130, Output: 7, CachedInput: 100}, true},
+		{"anthropic none", provider.OpMessages, `{"type":"message"}`, Usage{}, false},
+		{"embeddings", provider.OpEmbeddings, `{"data":[],"usage":{"prompt_tokens":8,"total_tokens":8}}`, Usage{Input: 8}, true},
+		{"malformed", provider.OpChat, `{"usage":`, Usage{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := FromBody(tt.op, []byte(tt.body))
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("got %+v %v, want %+v %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestIsUsageChunk(t *testing.T) {
+	tests := []struct {
+		data string
+		want bool
+	}{
+		{`{"id":"x","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}`, true},
+		{`{"id":"x","choices":[{"delta":{"content":"usage"}}],"usage":null}`, false},
+		{`{"id":"x","choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}`, false},
+		{`[DONE]`, false},
+	}
+	for _, tt := range tests {
+		if got := IsUsageChunk([]byte(tt.data)); got != tt.want {
+			t.Errorf("IsUsageChunk(%s) = %v", tt.data, got)
+		}
+	}
+}
+
+func ev(typ, data string) sse.Event { return sse.Event{Type: typ, Data: []byte(data)} }
+
+func TestMeter(t *testing.T) {
+	tests := []struct {
+		name     string
+		op       provider.Op
+		reqBytes int
+		events   []sse.Event
+		want     Usage
+	}{
+		{"openai with usage chunk", provider.OpChat, 400, []sse.Event{
+			ev("", `{"choices":[{"delta":{"content":"hello there"}}]}`),
+			ev("", `{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":2}}}`),
+			ev("", `[DONE]`),
+		}, Usage{Input: 12, Output: 3, CachedInput: 2}},
+		{"openai without usage", provider.OpChat, 401, []sse.Event{
+			ev("", `{"choices":[{"delta":{"content":"0123456789"}}]}`),
+			ev("", `{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":1}"}}]}}]}`),
+		}, Usage{Input: 101, Output: 5, Estimated: true}},
+		{"anthropic complete", provider.OpMessages, 1000, []sse.Event{
+			ev("message_start", `{"type":"message_start","message":{"usage":{"input_tokens":25,"cache_read_input_tokens":5,"output_tokens":1}}}`),
+			ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}`),
+			ev("message_delta", `{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}`),
+			ev("message_stop", `{"type":"message_stop"}`),
+		}, Usage{Input: 30, Output: 15, CachedInput: 5}},
+		{"anthropic cut after start", provider.OpMessages, 1000, []sse.Event{
+			ev("message_start", `{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}`),
+			ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"abcdefghijklmnopq"}}`),
+		}, Usage{Input: 25, Output: 5, Estimated: true}},
+		{"anthropic nothing", provider.OpMessages, 7, nil, Usage{Input: 2, Estimated: true}},
+		{"translated stream cut", provider.OpMessages, 40, []sse.Event{
+			ev("message_start", `{"type":"message_start","message":{"usage":{"input_tokens":0,"output_tokens":0}}}`),
+			ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"abcd"}}`),
+		}, Usage{Input: 10, Output: 1, Estimated: true}},
+		{"anthropic delta with input", provider.OpMessages, 7, []sse.Event{
+			ev("message_delta", `{"type":"message_delta","usage":{"input_tokens":9,"output_tokens":4}}`),
+		}, Usage{Input: 9, Output: 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMeter(tt.op, tt.reqBytes)
+			for _, e := range tt.events {
+				m.Observe(e)
+			}
+			if got := m.Usage(); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPrices(t *testing.T) {
+	p, err := NewPrices(map[string]config.Price{
+		"gpt-4o":   {Input: 1, Output: 2},
+		"my-model": {Input: 10, Output: 20, CachedInput: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		model string
+		u     Usage
+		want  float64
+		found bool
+	}{
+		{"gpt-4o", Usage{Input: 1e6, Output: 1e6}, 3, true},
+		{"gpt-4o-2024-08-06", Usage{Input: 1e6}, 1, true},
+		{"gpt-4o-mini", Usage{Input: 1e6, Output: 1e6}, 0.75, true},
+		{"gpt-4o-mini-2024-07-18", Usage{Output: 2e6}, 1.2, true},
+		{"openai/gpt-4.1", Usage{Input: 1e6, CachedInput: 5e5}, 1.25, true},
+		{"claude-sonnet-4-5-20250929", Usage{Input: 2e6, CachedInput: 1e6, Output: 1e6}, 3 + 0.3 + 15, true},
+		{"claude-opus-4-1-20250805", Usage{Output: 1e6}, 75, true},
+		{"claude-haiku-4-5", Usage{Input: 1e6}, 1, true},
+		{"text-embedding-3-small", Usage{Input: 1e6}, 0.02, true},
+		{"my-model", Usage{Input: 1e6, CachedInput: 1e6}, 1, true},
+		// An entry without a cached price charges cached tokens as input.
+		{"gpt-4o", Usage{Input: 1e6, CachedInput: 1e6}, 1, true},
+		{"o3-pro-x", Usage{Input: 1e6}, 2, true},
+		{"gpt-4", Usage{Input: 1e6}, 0, false},
+		{"gpt-4oo", Usage{Input: 1e6}, 0, false},
+		{"unknown", Usage{Input: 1e6}, 0, false},
+	}
+	for _, tt := range tests {
+		if _, ok := p.Lookup(tt.model); ok != tt.found {
+			t.Errorf("Lookup(%q) found = %v", tt.model, ok)
+		}
+		if got := p.Cost(tt.model, tt.u); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("Cost(%q, %+v) = %v, want %v", tt.model, tt.u, got, tt.want)
+		}
+	}
+}
+
+func TestEmbeddedTableCoversCommonModels(t *testing.T) {
+	p, err := NewPrices(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range strings.Fields("gpt-4o gpt-4o-mini gpt-4.1 o3 o4-mini claude-sonnet-4-5 claude-opus-4 claude-haiku-4-5 text-embedding-3-small text-embedding-3-large") {
+		pr, ok := p.Lookup(m)
+		if !ok || pr.Input <= 0 {
+			t.Errorf("%s: %+v %v", m, pr, ok)
+		}
+	}
+}
+
+func TestMeterWrite(t *testing.T) {
+	stream := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n" +
+		"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n"
+	m := NewMeter(provider.OpMessages, 10)
+	for i := 0; i < len(stream); i += 7 {
+		if _, err := m.Write([]byte(stream[i:min(i+7, len(stream))])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := m.Usage(); got != (Usage{Input: 25, Output: 15}) {
+		t.Errorf("got %+v", got)
+	}
+}
