@@ -1,0 +1,368 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+)
+
+// sqlStore keeps records in PREFIX_records (indexed columns plus the
+// canonical body) and checkpoints in PREFIX_checkpoints. SQLite and
+// PostgreSQL share it; they differ only in placeholders and pool settings.
+type sqlStore struct {
+	db       *sql.DB
+	name     string
+	records  string
+	ckpts    string
+	postgres bool
+
+	mu      sync.Mutex
+	inserts map[int]*sql.Stmt // prepared multi-row INSERTs by row count
+}
+
+var (
+	_ Writer = (*sqlStore)(nil)
+	_ Reader = (*sqlStore)(nil)
+)
+
+// rowsPerInsert bounds the rows of one multi-row INSERT (SQLite allows
+// 32766 parameters; 100 rows use 1200).
+const rowsPerInsert = 100
+
+const recordColumns = "chain, seq, time_ns, kind, subject, agent, session, task, decision, hash, body"
+
+// OpenSQLite opens (creating when create is set) the SQLite audit database
+// at path in WAL mode with synchronous=FULL, so a committed batch survives
+// a crash of the process or of the machine.
+func OpenSQLite(ctx context.Context, path, table string, create bool) (Writer, error) {
+	if !create {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("audit database: %w", err)
+		}
+	} else {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("audit database: %w", err)
+		}
+		// Create the file private; SQLite gives the -wal and -shm files
+		// the same mode.
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("audit database: %w", err)
+		}
+		f.Close()
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("audit database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	s := &sqlStore{db: db, inserts: map[int]*sql.Stmt{}, name: "sqlite:" + path, records: table + "_records", ckpts: table + "_checkpoints"}
+	if err := s.init(ctx, create); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("audit database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// OpenPostgres connects to PostgreSQL and (when create is set) creates the
+// audit tables.
+func OpenPostgres(ctx context.Context, dsn, table string, create bool) (Writer, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("audit postgres: %w", err)
+	}
+	db.SetMaxOpenConns(8)
+	s := &sqlStore{db: db, inserts: map[int]*sql.Stmt{}, name: "postgres:" + table, records: table + "_records", ckpts: table + "_checkpoints", postgres: true}
+	if err := s.init(ctx, create); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("audit postgres: %w", err)
+	}
+	return s, nil
+}
+
+func (s *sqlStore) String() string { return s.name }
+
+func (s *sqlStore) init(ctx context.Context, create bool) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return err
+	}
+	if !create {
+		var n int
+		return s.db.QueryRowContext(ctx, "SELECT count(*) FROM "+s.ckpts+" WHERE seq < 0").Scan(&n)
+	}
+	stmts := []string{
+		`CREATE TABLE IF NOT EXISTS ` + s.records + ` (
+			chain TEXT NOT NULL,
+			seq BIGINT NOT NULL,
+			time_ns BIGINT NOT NULL,
+			kind TEXT NOT NULL,
+			subject TEXT NOT NULL,
+			agent TEXT NOT NULL,
+			session TEXT NOT NULL,
+			task TEXT NOT NULL,
+			decision TEXT NOT NULL,
+			hash TEXT NOT NULL,
+			body TEXT NOT NULL,
+			PRIMARY KEY (chain, seq))`,
+		`CREATE TABLE IF NOT EXISTS ` + s.ckpts + ` (
+			chain TEXT NOT NULL,
+			seq BIGINT NOT NULL,
+			time_ns BIGINT NOT NULL,
+			note TEXT NOT NULL,
+			PRIMARY KEY (chain, seq))`,
+		`CREATE INDEX IF NOT EXISTS ` + s.records + `_time ON ` + s.records + ` (time_ns)`,
+		`CREATE INDEX IF NOT EXISTS ` + s.records + `_subject ON ` + s.records + ` (subject, time_ns)`,
+		`CREATE INDEX IF NOT EXISTS ` + s.records + `_agent ON ` + s.records + ` (agent, time_ns)`,
+		`CREATE INDEX IF NOT EXISTS ` + s.records + `_session ON ` + s.records + ` (session, time_ns)`,
+		`CREATE INDEX IF NOT EXISTS ` + s.records + `_task ON ` + s.records + ` (task, time_ns)`,
+	}
+	for _, q := range stmts {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ph returns the i-th (0-based) placeholder.
+func (s *sqlStore) ph(i int) string {
+	if s.postgres {
+		return "$" + strconv.Itoa(i+1)
+	}
+	return "?"
+}
+
+func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", s.name, err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	for start := 0; start < len(b.Records); start += rowsPerInsert {
+		chunk := b.Records[start:min(start+rowsPerInsert, len(b.Records))]
+		args := make([]any, 0, 11*len(chunk))
+		for _, r := range chunk {
+			x := indexOf(&r.Record)
+			args = append(args, x.Chain, int64(r.Seq), x.TimeNS, x.Kind, x.Subject, x.Agent, x.Session, x.Task, x.Decision, x.Hash, string(r.Body))
+		}
+		stmt, err := s.insertStmt(ctx, len(chunk))
+		if err != nil {
+			return fmt.Errorf("%s: prepare insert: %w", s.name, err)
+		}
+		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("%s: insert records: %w", s.name, err)
+		}
+	}
+	for _, c := range b.Checkpoints {
+		q := "INSERT INTO " + s.ckpts + " (chain, seq, time_ns, note) VALUES (" + s.ph(0) + "," + s.ph(1) + "," + s.ph(2) + "," + s.ph(3) + ")"
+		if _, err := tx.ExecContext(ctx, q, c.Chain, int64(c.Seq), c.Time.UnixNano(), string(c.Note)); err != nil {
+			return fmt.Errorf("%s: insert checkpoint: %w", s.name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", s.name, err)
+	}
+	return nil
+}
+
+// insertStmt returns the prepared INSERT of n rows, preparing it once per
+// n: a group commit of many records mostly reuses the rowsPerInsert one.
+func (s *sqlStore) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.inserts[n]; ok {
+		return st, nil
+	}
+	var q strings.Builder
+	q.WriteString("INSERT INTO " + s.records + " (" + recordColumns + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteByte('(')
+		for j := range 11 {
+			if j > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(s.ph(11*i + j))
+		}
+		q.WriteByte(')')
+	}
+	st, err := s.db.PrepareContext(ctx, q.String())
+	if err != nil {
+		return nil, err
+	}
+	if len(s.inserts) >= 16 {
+		// Odd batch sizes come and go; keep the cache small.
+		for k, old := range s.inserts {
+			if k != rowsPerInsert {
+				old.Close()
+				delete(s.inserts, k)
+			}
+		}
+	}
+	s.inserts[n] = st
+	return st, nil
+}
+
+func (s *sqlStore) Head(ctx context.Context, chain string) (Head, bool, error) {
+	var h Head
+	var seq int64
+	err := s.db.QueryRowContext(ctx, "SELECT seq, hash FROM "+s.records+" WHERE chain = "+s.ph(0)+" ORDER BY seq DESC LIMIT 1", chain).Scan(&seq, &h.Hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Head{}, false, nil
+	}
+	if err != nil {
+		return Head{}, false, fmt.Errorf("%s: head: %w", s.name, err)
+	}
+	h.Seq = uint64(seq)
+	var cseq, cns int64
+	err = s.db.QueryRowContext(ctx, "SELECT seq, time_ns FROM "+s.ckpts+" WHERE chain = "+s.ph(0)+" ORDER BY seq DESC LIMIT 1", chain).Scan(&cseq, &cns)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return Head{}, false, fmt.Errorf("%s: head checkpoint: %w", s.name, err)
+	default:
+		h.CheckpointSeq, h.CheckpointTime = uint64(cseq), time.Unix(0, cns)
+	}
+	return h, true, nil
+}
+
+func (s *sqlStore) Chains(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT chain FROM "+s.records+" UNION SELECT DISTINCT chain FROM "+s.ckpts+" ORDER BY 1")
+	if err != nil {
+		return nil, fmt.Errorf("%s: chains: %w", s.name, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, fmt.Errorf("%s: chains: %w", s.name, err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqlStore) Scan(ctx context.Context, chain string, fn func(Row) error) error {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+recordColumns+" FROM "+s.records+" WHERE chain = "+s.ph(0)+" ORDER BY seq", chain)
+	if err != nil {
+		return fmt.Errorf("%s: scan: %w", s.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var x Index
+		var seq int64
+		var body string
+		if err := rows.Scan(&x.Chain, &seq, &x.TimeNS, &x.Kind, &x.Subject, &x.Agent, &x.Session, &x.Task, &x.Decision, &x.Hash, &body); err != nil {
+			return fmt.Errorf("%s: scan: %w", s.name, err)
+		}
+		if err := fn(Row{Pos: uint64(seq), Index: &x, Body: []byte(body)}); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: scan: %w", s.name, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) Checkpoints(ctx context.Context, chain string) ([]Checkpoint, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, time_ns, note FROM "+s.ckpts+" WHERE chain = "+s.ph(0)+" ORDER BY seq", chain)
+	if err != nil {
+		return nil, fmt.Errorf("%s: checkpoints: %w", s.name, err)
+	}
+	defer rows.Close()
+	var out []Checkpoint
+	for rows.Next() {
+		var seq, ns int64
+		var n string
+		if err := rows.Scan(&seq, &ns, &n); err != nil {
+			return nil, fmt.Errorf("%s: checkpoints: %w", s.name, err)
+		}
+		out = append(out, Checkpoint{Chain: chain, Seq: uint64(seq), Time: time.Unix(0, ns), Note: []byte(n)})
+	}
+	return out, rows.Err()
+}
+
+func (s *sqlStore) Query(ctx context.Context, f Filter) ([]Record, error) {
+	var where []string
+	var args []any
+	add := func(col string, v any) {
+		where = append(where, col+s.ph(len(args)))
+		args = append(args, v)
+	}
+	if f.Subject != "" {
+		add("subject = ", f.Subject)
+	}
+	if f.Agent != "" {
+		add("agent = ", f.Agent)
+	}
+	if f.Session != "" {
+		add("session = ", f.Session)
+	}
+	if f.Task != "" {
+		add("task = ", f.Task)
+	}
+	if f.Decision != "" {
+		add("decision = ", string(f.Decision))
+	}
+	if f.Kind != "" {
+		add("kind = ", string(f.Kind))
+	}
+	if !f.Since.IsZero() {
+		add("time_ns >= ", f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		add("time_ns < ", f.Until.UnixNano())
+	}
+	q := "SELECT body FROM " + s.records
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY time_ns DESC, seq DESC LIMIT " + strconv.Itoa(f.limit())
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: query: %w", s.name, err)
+	}
+	defer rows.Close()
+	out := []Record{}
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return nil, fmt.Errorf("%s: query: %w", s.name, err)
+		}
+		var r Record
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			return nil, fmt.Errorf("%s: query: stored record: %w", s.name, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqlStore) Close() error {
+	s.mu.Lock()
+	for _, st := range s.inserts {
+		st.Close()
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
