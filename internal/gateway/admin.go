@@ -124,6 +124,7 @@ func (g *Gateway) adminCreateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	v := viewKey(k)
 	v.Key = key
+	g.adminRecord(r.Context(), "create_key", "key:"+k.ID, http.StatusCreated)
 	writeJSON(w, http.StatusCreated, v)
 }
 
@@ -137,6 +138,7 @@ func (g *Gateway) adminRevokeKey(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusInternalServerError, "revoking the key failed")
 	default:
 		g.keys.Forget()
+		g.adminRecord(r.Context(), "revoke_key", "key:"+r.PathValue("id"), http.StatusNoContent)
 		w.WriteHeader(http.StatusNoContent)
 	}
 }

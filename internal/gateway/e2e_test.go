@@ -660,6 +660,44 @@ func TestUsageLedgerAndAdmin(t *testing.T) {
 		t.Errorf("bad group_by: %d", resp.StatusCode)
 	}
 
+	// Each model invocation has its audit record, attributed to the key.
+	var audited struct {
+		Records []struct {
+			Kind      string `json:"kind"`
+			Subject   string `json:"subject"`
+			Resource  string `json:"resource"`
+			Decision  string `json:"decision"`
+			TokensIn  int    `json:"tokens_in"`
+			RequestID string `json:"request_id"`
+			Hash      string `json:"hash"`
+		} `json:"records"`
+	}
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", tg.URL+"/admin/v1/audit?kind=model_invocation&subject=key:client", nil)
+		req.Header.Set("Authorization", "Bearer "+tg.AdminKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err := json.Unmarshal(b, &audited); err != nil {
+			t.Fatalf("audit answer %s: %v", b, err)
+		}
+		if len(audited.Records) >= 4 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(audited.Records) < 4 {
+		t.Fatalf("audit records: %+v", audited.Records)
+	}
+	for _, r := range audited.Records {
+		if r.Resource != "model:gpt-4o" || r.Decision != "allow" || r.RequestID == "" || r.Hash == "" || r.TokensIn == 0 {
+			t.Errorf("audit record %+v", r)
+		}
+	}
+
 	// Metrics expose the requests and tokens.
 	resp, err := http.Get(tg.URL + "/metrics")
 	if err != nil {

@@ -15,9 +15,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/agate-gateway/agate/internal/audit"
 	"github.com/agate-gateway/agate/internal/config"
 	"github.com/agate-gateway/agate/internal/identity"
 	"github.com/agate-gateway/agate/internal/model"
@@ -37,6 +39,9 @@ type Gateway struct {
 	log     *slog.Logger
 	store   *store.Store
 	ledger  *store.Ledger
+	audit   *audit.Logger
+	// auditWG counts audit records still being written, so Close waits.
+	auditWG sync.WaitGroup
 	keys    *identity.APIKeys
 	authn   []identity.Authenticator
 	metrics *telemetry.Metrics
@@ -67,6 +72,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *Gateway,
 	g.closers = append(g.closers, g.store.Close)
 	g.ledger = store.NewLedger(g.store, log)
 	g.closers = append(g.closers, func() error { g.ledger.Close(); return nil })
+	if g.audit, err = audit.Open(ctx, cfg.Audit, cfg.DataDir, audit.WithLogger(log)); err != nil {
+		return nil, fmt.Errorf("open audit trail: %w", err)
+	}
+	g.closers = append(g.closers, func() error { g.auditWG.Wait(); return g.audit.Close() })
 	g.keys = identity.NewAPIKeys(g.store, keyCacheTTL)
 	g.authn = append(g.authn, g.keys)
 
@@ -84,7 +93,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *Gateway,
 	}
 	g.model = &model.Handler{
 		Router: g.router, Ledger: g.ledger, Prices: prices, Metrics: g.metrics, Log: log,
-		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes, Done: g.modelDone,
 	}
 	g.routes()
 	g.handler = g.withRequest(g.mux)

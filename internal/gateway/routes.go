@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/agate-gateway/agate/internal/audit"
 	"github.com/agate-gateway/agate/internal/identity"
 	"github.com/agate-gateway/agate/internal/model"
 	"github.com/agate-gateway/agate/internal/model/body"
@@ -26,6 +27,7 @@ func (g *Gateway) routes() {
 	m.Handle("GET /v1/models", g.modelAuth(model.OpenAI, g.models))
 
 	m.Handle("GET /admin/v1/usage", g.adminAuth(g.adminUsage))
+	m.Handle("GET /admin/v1/audit", g.adminAuth(audit.QueryHandler(g.audit, g.log)))
 	m.Handle("GET /admin/v1/keys", g.adminAuth(g.adminListKeys))
 	m.Handle("POST /admin/v1/keys", g.adminAuth(g.adminCreateKey))
 	m.Handle("DELETE /admin/v1/keys/{id}", g.adminAuth(g.adminRevokeKey))

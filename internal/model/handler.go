@@ -45,6 +45,10 @@ type Invocation struct {
 	Route     string
 	Model     string
 	Stream    bool
+	// Policies and PolicyVersion are filled in by the Decider: what the
+	// decision rested on, for the audit record of the outcome.
+	Policies      []string
+	PolicyVersion string
 }
 
 // Decider is decision 1: may this principal invoke this model? It returns
@@ -373,14 +377,27 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 		if err := rc.Flush(); err != nil {
 			return errStreamStarted
 		}
+		if isErrorEvent(op, ev) {
+			return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream stream ended with an error", Cause: errStreamStarted}
+		}
 	}
 }
 
+// isTerminal reports whether ev is its dialect's last event of a stream.
 func isTerminal(op provider.Op, ev sse.Event) bool {
 	if op == provider.OpMessages {
 		return ev.Type == "message_stop"
 	}
 	return bytes.Equal(ev.Data, []byte("[DONE]"))
+}
+
+// isErrorEvent reports whether ev is an error event, which ends a stream
+// (the providers add one when an upstream cuts a stream).
+func isErrorEvent(op provider.Op, ev sse.Event) bool {
+	if op == provider.OpMessages {
+		return ev.Type == "error"
+	}
+	return bytes.HasPrefix(ev.Data, []byte(`{"error"`))
 }
 
 func streamErrorEvent(op provider.Op, msg string) []byte {
