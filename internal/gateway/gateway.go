@@ -21,6 +21,7 @@ import (
 
 	"github.com/agate-gateway/agate/internal/audit"
 	"github.com/agate-gateway/agate/internal/config"
+	"github.com/agate-gateway/agate/internal/delegation"
 	"github.com/agate-gateway/agate/internal/identity"
 	"github.com/agate-gateway/agate/internal/model"
 	"github.com/agate-gateway/agate/internal/model/provider"
@@ -43,7 +44,11 @@ type Gateway struct {
 	// auditWG counts audit records still being written, so Close waits.
 	auditWG sync.WaitGroup
 	keys    *identity.APIKeys
-	authn   []identity.Authenticator
+	authn   identity.Chain
+	ids     *identity.Set
+	tokens  *delegation.Service
+	// stop ends the gateway's background work (key rotation, reloads).
+	stop context.CancelFunc
 	metrics *telemetry.Metrics
 	router  *route.Router
 	model   *model.Handler
@@ -78,6 +83,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *Gateway,
 	g.closers = append(g.closers, func() error { g.auditWG.Wait(); return g.audit.Close() })
 	g.keys = identity.NewAPIKeys(g.store, keyCacheTTL)
 	g.authn = append(g.authn, g.keys)
+	if err := g.wireIdentity(ctx); err != nil {
+		return nil, err
+	}
 
 	providers, err := buildProviders(cfg)
 	if err != nil {
@@ -164,6 +172,9 @@ func (g *Gateway) Store() *store.Store { return g.store }
 // Close releases everything New opened, flushing the usage ledger.
 func (g *Gateway) Close() error {
 	g.ready.Store(false)
+	if g.stop != nil {
+		g.stop()
+	}
 	var errs []error
 	for i := len(g.closers) - 1; i >= 0; i-- {
 		errs = append(errs, g.closers[i]())

@@ -74,21 +74,17 @@ func (g *Gateway) withRequest(next http.Handler) http.Handler {
 // the credential decides. No credential, a rejected one or a technical
 // failure all stop the request: authentication fails closed.
 func (g *Gateway) authenticate(r *http.Request) (*identity.Principal, error) {
-	for _, a := range g.authn {
-		p, ok, err := a.Authenticate(r)
-		if !ok {
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, identity.ErrInvalidCredential) {
-				return nil, model.Errorf(http.StatusUnauthorized, model.KindAuthentication, "%s", err.Error())
-			}
-			return nil, &model.Error{Status: http.StatusServiceUnavailable, Kind: model.KindUnavailable, Message: "authentication is unavailable", Cause: err}
-		}
-		return p, nil
+	p, ok, err := g.authn.Authenticate(r)
+	switch {
+	case err != nil && errors.Is(err, identity.ErrInvalidCredential):
+		return nil, model.Errorf(http.StatusUnauthorized, model.KindAuthentication, "%s", err.Error())
+	case err != nil:
+		return nil, &model.Error{Status: http.StatusServiceUnavailable, Kind: model.KindUnavailable, Message: "authentication is unavailable", Cause: err}
+	case !ok:
+		return nil, &model.Error{Status: http.StatusUnauthorized, Kind: model.KindAuthentication, Code: "invalid_api_key",
+			Message: "missing credentials: send an Agate API key or token as 'Authorization: Bearer …'"}
 	}
-	return nil, &model.Error{Status: http.StatusUnauthorized, Kind: model.KindAuthentication, Code: "invalid_api_key",
-		Message: "missing credentials: send an Agate API key as 'Authorization: Bearer agk_…'"}
+	return p, nil
 }
 
 // modelAuth wraps a model API handler: authentication errors are rendered

@@ -26,6 +26,11 @@ func (g *Gateway) routes() {
 	m.Handle("POST /v1/messages", g.modelAuth(model.Anthropic, g.model.ServeMessages))
 	m.Handle("GET /v1/models", g.modelAuth(model.OpenAI, g.models))
 
+	if g.tokens != nil {
+		// The token endpoints authenticate callers from the form and
+		// headers themselves (RFC 8693, 7009, 7662).
+		g.tokens.Register(m, g.authn)
+	}
 	m.Handle("GET /admin/v1/usage", g.adminAuth(g.adminUsage))
 	m.Handle("GET /admin/v1/audit", g.adminAuth(audit.QueryHandler(g.audit, g.log)))
 	m.Handle("GET /admin/v1/keys", g.adminAuth(g.adminListKeys))
