@@ -33,9 +33,14 @@ type command struct {
 // command is a one-line change.
 func commands() map[string]command {
 	return map[string]command{
-		"version": {"print the version", runVersion},
-		"serve":   {"run the gateway", runServe},
-		"keys":    {"create, list and revoke virtual API keys", runKeys},
+		"version":   {"print the version", runVersion},
+		"approvals": {"list, approve and deny tool calls waiting for approval", runApprovals},
+		"policy":    {"validate and test Cedar policies", runPolicy},
+		"token":     {"exchange, inspect and revoke delegation tokens", runToken},
+		"agents":    {"list the registered agent identities", runAgents},
+		"serve":     {"run the gateway", runServe},
+		"keys":      {"create, list and revoke virtual API keys", runKeys},
+		"audit":     {"verify the audit chain, query audit records", runAudit},
 	}
 }
 

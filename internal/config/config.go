@@ -304,34 +304,58 @@ func yamlError(name string, err error) error {
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}`)
 
 // expandEnv replaces ${NAME} and ${NAME:-default} with environment values
-// before parsing; "$$" stands for a literal "$". An unset variable without a
-// default is an error naming its line, since a silently empty credential
-// only fails later and less clearly.
+// before parsing; "$$" stands for a literal "$". Comments are left alone. An
+// unset variable without a default is an error naming its line, since a
+// silently empty credential only fails later and less clearly.
 func expandEnv(raw []byte) ([]byte, error) {
-	var firstErr error
-	out := envRef.ReplaceAllFunc(raw, func(m []byte) []byte {
-		if string(m) == "$$" {
-			return []byte("$")
+	var out bytes.Buffer
+	for i, line := range bytes.SplitAfter(raw, []byte("\n")) {
+		code, comment := splitComment(line)
+		var lineErr error
+		out.Write(envRef.ReplaceAllFunc(code, func(m []byte) []byte {
+			if string(m) == "$$" {
+				return []byte("$")
+			}
+			sub := envRef.FindSubmatch(m)
+			name := string(sub[1])
+			if v, ok := os.LookupEnv(name); ok {
+				return []byte(v)
+			}
+			if len(sub[2]) > 0 {
+				return sub[2][2:]
+			}
+			if lineErr == nil {
+				lineErr = fmt.Errorf("%d: environment variable %s is not set", i+1, name)
+			}
+			return nil
+		}))
+		if lineErr != nil {
+			return nil, lineErr
 		}
-		sub := envRef.FindSubmatch(m)
-		name := string(sub[1])
-		if v, ok := os.LookupEnv(name); ok {
-			return []byte(v)
-		}
-		if len(sub[2]) > 0 {
-			return sub[2][2:]
-		}
-		if firstErr == nil {
-			line := 1 + bytes.Count(raw[:bytes.Index(raw, m)], []byte("\n"))
-			firstErr = fmt.Errorf("%d: environment variable %s is not set", line, name)
-		}
-		return nil
-	})
-	return out, firstErr
+		out.Write(comment)
+	}
+	return out.Bytes(), nil
 }
 
-// inheritRouting makes a model's routing override start from the global
-// routing, so an override that sets only retries keeps the global timeouts.
+// splitComment splits a YAML line before a comment: a "#" at the start or
+// after white space, outside quotes.
+func splitComment(line []byte) (code, comment []byte) {
+	var quote byte
+	for i, c := range line {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return line[:i], line[i:]
+		}
+	}
+	return line, nil
+}
+
 func (c *Config) inheritRouting() error {
 	models := mapValue(c.root.Content[0], "models")
 	if models == nil || models.Kind != yaml.SequenceNode {

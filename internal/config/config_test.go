@@ -106,3 +106,13 @@ models:
 		t.Fatalf("override %+v", r)
 	}
 }
+
+func TestEnvInCommentsIsLeftAlone(t *testing.T) {
+	c, err := Parse("c.yaml", []byte("# use ${NOT_SET_ANYWHERE} here\nlisten: \"127.0.0.1:1#${AGATE_T_PORT:-9}\" # ${ALSO_UNSET}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:1#9" {
+		t.Fatalf("listen %q", c.Listen)
+	}
+}

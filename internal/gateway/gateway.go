@@ -30,6 +30,8 @@ import (
 	"github.com/agate-gateway/agate/internal/model/provider/openai"
 	"github.com/agate-gateway/agate/internal/model/route"
 	"github.com/agate-gateway/agate/internal/model/usage"
+	"github.com/agate-gateway/agate/internal/policy"
+	"github.com/agate-gateway/agate/internal/session"
 	"github.com/agate-gateway/agate/internal/store"
 	"github.com/agate-gateway/agate/internal/telemetry"
 )
@@ -47,6 +49,8 @@ type Gateway struct {
 	authn   identity.Chain
 	ids     *identity.Set
 	tokens  *delegation.Service
+	policy  *policy.Engine
+	sessions *session.Manager
 	// stop ends the gateway's background work (key rotation, reloads).
 	stop context.CancelFunc
 	metrics *telemetry.Metrics
@@ -83,7 +87,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *Gateway,
 	g.closers = append(g.closers, func() error { g.auditWG.Wait(); return g.audit.Close() })
 	g.keys = identity.NewAPIKeys(g.store, keyCacheTTL)
 	g.authn = append(g.authn, g.keys)
-	if err := g.wireIdentity(ctx); err != nil {
+	runCtx, cancel := context.WithCancel(context.Background())
+	g.stop = cancel
+	if err := g.wirePolicy(runCtx); err != nil {
+		return nil, err
+	}
+	if err := g.wireIdentity(runCtx); err != nil {
 		return nil, err
 	}
 
@@ -101,7 +110,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *Gateway,
 	}
 	g.model = &model.Handler{
 		Router: g.router, Ledger: g.ledger, Prices: prices, Metrics: g.metrics, Log: log,
-		MaxBodyBytes: cfg.Limits.MaxBodyBytes, Done: g.modelDone,
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes, Decider: g,
+		Done: func(ctx context.Context, o *model.Outcome) {
+			g.sessionSpend(ctx, o)
+			g.modelDone(ctx, o)
+		},
 	}
 	g.routes()
 	g.handler = g.withRequest(g.mux)

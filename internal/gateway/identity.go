@@ -14,7 +14,8 @@ import (
 // OIDC issuers, then X.509-SVIDs: a bearer credential sent over mTLS is
 // judged as that credential, and the certificate alone authenticates only
 // a request without one.
-func (g *Gateway) wireIdentity(ctx context.Context) error {
+func (g *Gateway) wireIdentity(runCtx context.Context) error {
+	ctx := runCtx
 	ids, err := identity.FromConfig(ctx, g.cfg.Identity, identity.Options{})
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
@@ -22,14 +23,12 @@ func (g *Gateway) wireIdentity(ctx context.Context) error {
 	g.ids = ids
 	g.closers = append(g.closers, ids.Close)
 	if g.cfg.Delegation.On() {
-		g.tokens, err = delegation.FromConfig(ctx, g.cfg, delegation.Deps{APIKeys: g.keys, Identity: ids, Logger: g.log})
+		g.tokens, err = delegation.FromConfig(ctx, g.cfg, delegation.Deps{APIKeys: g.keys, Identity: ids, Logger: g.log, Decider: delegationDecider{g}})
 		if err != nil {
 			return fmt.Errorf("token service: %w", err)
 		}
 		g.closers = append(g.closers, g.tokens.Close)
 		g.authn = append(g.authn, g.tokens)
-		runCtx, cancel := context.WithCancel(context.Background())
-		g.stop = cancel
 		go g.tokens.Run(runCtx, time.Hour)
 	}
 	g.authn = append(g.authn, ids.Authenticators()...)

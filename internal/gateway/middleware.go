@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -52,6 +53,10 @@ func (g *Gateway) withRequest(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		ctx := telemetry.WithRequestID(r.Context(), id)
+		ctx = withSource(ctx, r)
+		if sid := r.Header.Get(SessionHeader); sid != "" {
+			ctx = context.WithValue(ctx, sessionHeaderKey{}, sid)
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if v := recover(); v != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/agate-gateway/agate/internal/identity"
 	"github.com/agate-gateway/agate/internal/model"
 	"github.com/agate-gateway/agate/internal/model/body"
+	"github.com/agate-gateway/agate/internal/policy"
 )
 
 // routes mounts every route. The order of checks inside a route is
@@ -32,6 +33,9 @@ func (g *Gateway) routes() {
 		g.tokens.Register(m, g.authn)
 	}
 	m.Handle("GET /admin/v1/usage", g.adminAuth(g.adminUsage))
+	m.Handle("POST /admin/v1/decide", g.adminAuth(policy.DecideHandler(g.policy)))
+	m.Handle("GET /admin/v1/policy", g.adminAuth(policy.StatusHandler(g.policy)))
+	m.Handle("POST /admin/v1/policy/reload", g.adminAuth(policy.ReloadHandler(g.policy)))
 	m.Handle("GET /admin/v1/audit", g.adminAuth(audit.QueryHandler(g.audit, g.log)))
 	m.Handle("GET /admin/v1/keys", g.adminAuth(g.adminListKeys))
 	m.Handle("POST /admin/v1/keys", g.adminAuth(g.adminCreateKey))

@@ -45,6 +45,8 @@ type Invocation struct {
 	Route     string
 	Model     string
 	Stream    bool
+	// Session is the session the Decider placed the request in, "" for none.
+	Session string
 	// Policies and PolicyVersion are filled in by the Decider: what the
 	// decision rested on, for the audit record of the outcome.
 	Policies      []string

@@ -1,0 +1,631 @@
+// Command agate-bench measures what Agate costs on the request path. It
+// builds and starts, as separate processes on loopback, a fast mock
+// OpenAI-compatible upstream (bench/cmd/bench-upstream), a bare
+// httputil.ReverseProxy in front of it (bench/cmd/bench-bareproxy, the floor
+// for a Go proxy) and Agate (`agate serve` with keys, usage ledger, metrics
+// and info logging to a file on), then in one run drives the same traffic
+// through each in turn:
+//
+//   - constant-rate load (vegeta as a library) at 200, 1000 and 2000 req/s,
+//     non-streaming and streaming: p50/p90/p99 latency, the latency added
+//     over calling the upstream straight, and time to first token;
+//   - closed-loop saturation over 64 connections: throughput;
+//   - 1000 concurrent slow streams held open: peak RSS;
+//
+// with each process's CPU seconds and peak RSS per phase, and prints
+// Markdown tables ending with the benchmark targets, each PASS or MISS.
+// Ratios to the bare proxy in the same run are what count: absolute times
+// on a shared machine are noisy.
+//
+// Usage, from the repository root:
+//
+//	go run ./bench/cmd/agate-bench [-quick] [-out report.md] [-profile dir]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/agate-gateway/agate/bench/internal/load"
+	"github.com/agate-gateway/agate/bench/internal/proc"
+)
+
+// settings are the knobs of one run.
+type settings struct {
+	quick         bool
+	rates         []int
+	duration      time.Duration // per constant-rate phase
+	warmup        time.Duration
+	satDuration   time.Duration
+	rounds        int
+	conns         int
+	streams       int
+	hold          time.Duration // how long each held stream lasts
+	holdInterval  time.Duration // between its chunks
+	latency       time.Duration // upstream latency before the first byte
+	prebuiltAgate string
+	profileDir    string
+	keep          bool
+	outPath       string
+	phases        map[string]bool
+	agateEnv      []string
+}
+
+func main() {
+	var s settings
+	var rates string
+	flag.BoolVar(&s.quick, "quick", false, "short run (1.5 to 2.5 minutes): shorter phases, same shape")
+	flag.StringVar(&rates, "rates", "200,1000,2000", "constant rates to drive, in requests per second")
+	flag.DurationVar(&s.duration, "duration", 5*time.Second, "length of each constant-rate phase")
+	flag.DurationVar(&s.satDuration, "sat-duration", 5*time.Second, "length of each saturation phase")
+	flag.IntVar(&s.rounds, "rounds", 3, "rounds each phase is split into, the targets' order rotating")
+	flag.IntVar(&s.conns, "conns", 64, "connections (closed loops) in the saturation phases")
+	flag.IntVar(&s.streams, "streams", 1000, "streams held open at once in the memory phase")
+	flag.DurationVar(&s.hold, "hold", 8*time.Second, "how long each held-open stream lasts")
+	flag.DurationVar(&s.latency, "latency", time.Millisecond, "upstream latency before the response starts")
+	flag.StringVar(&s.prebuiltAgate, "agate", "", "use this agate binary instead of building ./cmd/agate")
+	flag.StringVar(&s.profileDir, "profile", "", "run Agate's profiling copy (bench/cmd/agate-profile) and save CPU and heap profiles here")
+	flag.BoolVar(&s.keep, "keep", false, "keep the work directory (configs, logs, data)")
+	flag.StringVar(&s.outPath, "out", "", "also write the Markdown report to this file")
+	flag.Func("agate-env", "extra KEY=VALUE in Agate's environment, e.g. GOMEMLIMIT=64MiB (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("%q is not KEY=VALUE", v)
+		}
+		s.agateEnv = append(s.agateEnv, v)
+		return nil
+	})
+	phases := flag.String("phases", "rate,saturation,streams", "which phases to run, of rate, saturation and streams")
+	flag.Parse()
+	s.warmup = time.Second
+	s.holdInterval = 100 * time.Millisecond
+	if s.quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["duration"] {
+			s.duration = 1500 * time.Millisecond
+		}
+		if !set["sat-duration"] {
+			s.satDuration = 2 * time.Second
+		}
+		if !set["hold"] {
+			s.hold = 6 * time.Second
+		}
+		s.warmup = 500 * time.Millisecond
+	}
+	s.phases = map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "rate", "saturation", "streams":
+			s.phases[p] = true
+		default:
+			fmt.Fprintf(os.Stderr, "agate-bench: -phases: unknown phase %q\n", p)
+			os.Exit(2)
+		}
+	}
+	if s.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "agate-bench: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	for _, f := range strings.Split(rates, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || r <= 0 {
+			fmt.Fprintf(os.Stderr, "agate-bench: -rates: %q is not a positive number\n", f)
+			os.Exit(2)
+		}
+		s.rates = append(s.rates, r)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, s)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "agate-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// The three targets, in the order each phase visits them.
+const (
+	tUpstream = "upstream"
+	tBare     = "bare proxy"
+	tAgate    = "agate"
+	tHarness  = "harness"
+)
+
+// bench is one run in progress.
+type bench struct {
+	s       settings
+	procs   map[string]*process
+	urls    map[string]string // chat completions URL per target
+	header  http.Header
+	reader  *proc.Reader
+	results *results
+	// pprof and barePprof are the pprof addresses of Agate's profiling
+	// copy and of the bare proxy in a profiling run, "" otherwise.
+	pprof, barePprof string
+	// starters start the bare proxy and Agate again, as configured.
+	starters map[string]func() (*process, error)
+}
+
+// restart replaces the bare proxy and Agate with fresh processes (Agate on
+// the same port and data directory), so that a phase's peak RSS owes
+// nothing to memory an earlier phase left behind.
+func (b *bench) restart() error {
+	for _, t := range []string{tBare, tAgate} {
+		b.procs[t].stop()
+		p, err := b.starters[t]()
+		if err != nil {
+			return err
+		}
+		b.procs[t] = p
+		b.urls[t] = p.base + "/v1/chat/completions"
+		if smp, err := b.reader.Read(p.pid()); err == nil {
+			b.results.idleRSS[t] = smp.RSS
+		}
+	}
+	return nil
+}
+
+func run(ctx context.Context, s settings) error {
+	began := time.Now()
+	nofile, err := raiseFileLimit()
+	if err != nil {
+		return fmt.Errorf("raise the open-file limit: %w", err)
+	}
+	if need := uint64(3*s.streams + 512); nofile < need {
+		return fmt.Errorf("open-file limit is %d, %d streams need about %d", nofile, s.streams, need)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "agate-bench-")
+	if err != nil {
+		return err
+	}
+	if s.keep {
+		fmt.Fprintln(os.Stderr, "work directory:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	if s.profileDir != "" {
+		if s.profileDir, err = filepath.Abs(s.profileDir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(s.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
+	step("building the upstream, the bare proxy and agate")
+	bins, err := build(root, work, s.prebuiltAgate, s.profileDir != "")
+	if err != nil {
+		return err
+	}
+
+	b := &bench{s: s, procs: map[string]*process{}, reader: proc.NewReader()}
+	defer b.stopAll()
+	if err := b.startAll(bins, work); err != nil {
+		return err
+	}
+	b.results = &results{settings: s, machine: describeMachine(root), idleRSS: map[string]int64{}}
+	for _, name := range []string{tUpstream, tBare, tAgate} {
+		if smp, err := b.reader.Read(b.procs[name].pid()); err == nil {
+			b.results.idleRSS[name] = smp.RSS
+		}
+	}
+	if err := b.smokeTest(); err != nil {
+		return err
+	}
+	for _, ph := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"rate", b.ratePhases},
+		{"saturation", func(ctx context.Context) error { return b.saturationPhases(ctx, bins) }},
+		{"streams", b.holdPhases},
+	} {
+		if s.phases[ph.name] {
+			if err := ph.run(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	b.results.elapsed = time.Since(began)
+	b.results.machine.loadEnd = loadAverage()
+	if s.profileDir != "" {
+		b.results.profiles = summarizeProfiles(root, bins.agate, s.profileDir)
+	}
+	var out strings.Builder
+	b.results.write(&out)
+	fmt.Print(out.String())
+	if s.outPath != "" {
+		if err := os.WriteFile(s.outPath, []byte(out.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func step(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// startAll starts the upstream, the bare proxy and Agate, configured for
+// the benchmark.
+func (b *bench) startAll(bins binaries, work string) error {
+	up, err := start(tUpstream, bins.upstream, filepath.Join(work, "upstream.log"), nil, true,
+		"-latency", b.s.latency.String(),
+		"-slow-chunks", strconv.Itoa(int(b.s.hold/b.s.holdInterval)),
+		"-slow-interval", b.s.holdInterval.String())
+	if err != nil {
+		return err
+	}
+	b.procs[tUpstream] = up
+	b.starters = map[string]func() (*process, error){}
+	bareArgs := []string{"-upstream", up.base}
+	if bins.profiling {
+		pp, err := freePort()
+		if err != nil {
+			return err
+		}
+		b.barePprof = fmt.Sprintf("127.0.0.1:%d", pp)
+		bareArgs = append(bareArgs, "-pprof", b.barePprof)
+	}
+	b.starters[tBare] = func() (*process, error) {
+		return start(tBare, bins.bareProxy, filepath.Join(work, "bareproxy.log"), nil, true, bareArgs...)
+	}
+	bare, err := b.starters[tBare]()
+	if err != nil {
+		return err
+	}
+	b.procs[tBare] = bare
+
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	dataDir := filepath.Join(work, "agate-data")
+	cfgPath := filepath.Join(work, "agate.yaml")
+	if err := os.WriteFile(cfgPath, []byte(agateConfig(port, dataDir, up.base)), 0o600); err != nil {
+		return err
+	}
+	pprofAddr := ""
+	if bins.profiling {
+		pp, err := freePort()
+		if err != nil {
+			return err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", pp)
+	}
+	step("starting agate (%s)", bins.agate)
+	b.starters[tAgate] = func() (*process, error) {
+		return startAgate(bins.agate, bins.profiling, b.s.agateEnv, cfgPath, dataDir, filepath.Join(work, "agate.log"),
+			fmt.Sprintf("http://127.0.0.1:%d", port), pprofAddr)
+	}
+	ag, err := b.starters[tAgate]()
+	if err != nil {
+		return err
+	}
+	b.procs[tAgate] = ag
+	b.pprof = pprofAddr
+	key, err := os.ReadFile(filepath.Join(dataDir, "client.key"))
+	if err != nil {
+		return fmt.Errorf("read agate's client key: %w", err)
+	}
+	b.header = http.Header{
+		"Content-Type":  {"application/json"},
+		"Authorization": {"Bearer " + strings.TrimSpace(string(key))},
+	}
+	b.urls = map[string]string{
+		tUpstream: up.base + "/v1/chat/completions",
+		tBare:     bare.base + "/v1/chat/completions",
+		tAgate:    ag.base + "/v1/chat/completions",
+	}
+	return nil
+}
+
+func (b *bench) stopAll() {
+	for _, name := range []string{tAgate, tBare, tUpstream} {
+		b.procs[name].stop()
+	}
+}
+
+// agateConfig is Agate's config for the run: one openai provider at the
+// upstream, two aliases, prices for the cost column of the ledger, and
+// every default-on feature left on (keys, usage ledger, metrics), with
+// info logs that the harness sends to a file.
+func agateConfig(port int, dataDir, upstream string) string {
+	return fmt.Sprintf(`# Written by agate-bench.
+listen: 127.0.0.1:%d
+data_dir: %s
+shutdown_timeout: 5s
+log:
+  level: info
+  format: json
+providers:
+  - name: bench-upstream
+    type: openai
+    base_url: %s/v1
+    api_key: bench-upstream-key
+models:
+  - name: bench-model
+    targets:
+      - {provider: bench-upstream, model: upstream-model}
+  - name: bench-slow
+    targets:
+      - {provider: bench-upstream, model: upstream-slow}
+prices:
+  upstream-model: {input: 0.15, output: 0.60}
+  upstream-slow: {input: 0.15, output: 0.60}
+`, port, dataDir, upstream)
+}
+
+// The request bodies: the same bytes go to every target.
+const (
+	plainBody  = `{"model":"bench-model","messages":[{"role":"user","content":"Say hello in sixteen tokens."}],"max_tokens":16}`
+	streamBody = `{"model":"bench-model","messages":[{"role":"user","content":"Say hello in sixteen tokens."}],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}`
+	slowBody   = `{"model":"bench-slow","messages":[{"role":"user","content":"Say hello slowly."}],"max_tokens":64,"stream":true,"stream_options":{"include_usage":true}}`
+)
+
+func (b *bench) request(target string, stream bool) load.Request {
+	body := plainBody
+	if stream {
+		body = streamBody
+	}
+	return load.Request{URL: b.urls[target], Header: b.header, Body: []byte(body), Stream: stream}
+}
+
+// smokeTest sends one plain and one streamed request to each target and
+// stops the run early if any answer is wrong.
+func (b *bench) smokeTest() error {
+	for _, t := range targets {
+		c := load.NewClient(0)
+		defer c.Close()
+		for _, stream := range []bool{false, true} {
+			res := c.Rate(b.request(t, stream), 20, 250*time.Millisecond)
+			if res.OK == 0 || res.OK != res.Requests {
+				return fmt.Errorf("smoke test (%s, stream=%v): %d of %d ok, errors %v; %s log ends:\n%s",
+					t, stream, res.OK, res.Requests, res.Errors, t, tail(b.procs[t].log, 10))
+			}
+		}
+	}
+	return nil
+}
+
+// measure runs f and returns each process's CPU time and peak RSS during f.
+func (b *bench) measure(f func()) map[string]procUse {
+	pids := map[string]int{tHarness: os.Getpid()}
+	for name, p := range b.procs {
+		pids[name] = p.pid()
+	}
+	before := map[string]proc.Sample{}
+	for name, pid := range pids {
+		if err := proc.ResetPeak(pid); err != nil {
+			b.results.peakNotReset = true
+		}
+		before[name], _ = b.reader.Read(pid)
+	}
+	f()
+	use := map[string]procUse{}
+	for name, pid := range pids {
+		after, err := b.reader.Read(pid)
+		if err != nil {
+			continue
+		}
+		use[name] = procUse{CPU: after.CPU - before[name].CPU, PeakRSS: after.HWM, Syscalls: after.Syscalls - before[name].Syscalls}
+	}
+	return use
+}
+
+func (b *bench) checkAlive() error {
+	for _, p := range b.procs {
+		if err := p.alive(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) ratePhases(ctx context.Context) error {
+	for _, stream := range []bool{false, true} {
+		clients := newClients(0)
+		for _, t := range targets {
+			clients[t].Rate(b.request(t, stream), 200, b.s.warmup)
+		}
+		for _, rate := range b.s.rates {
+			step("%-10s %5d req/s", mode(stream), rate)
+			err := b.interleaved(ctx, phase{kind: kindRate, stream: stream, rate: rate}, b.s.duration,
+				func(t string, d time.Duration) load.Result { return clients[t].Rate(b.request(t, stream), rate, d) })
+			if err != nil {
+				return err
+			}
+		}
+		closeClients(clients)
+	}
+	return nil
+}
+
+func (b *bench) saturationPhases(ctx context.Context, bins binaries) error {
+	for _, stream := range []bool{false, true} {
+		step("%-10s saturation, %d connections", mode(stream), b.s.conns)
+		clients := newClients(b.s.conns)
+		profile := func() {}
+		if bins.profiling {
+			// The profile spans the interleaved rounds; Agate is busy only
+			// in its own, so its samples are those of its rounds.
+			span := 3*b.s.satDuration + time.Duration(3*b.s.rounds)*settleTime + time.Second
+			profile = b.startCPUProfile(ctx, fmt.Sprintf("agate-cpu-%s.pprof", mode(stream)), span)
+		}
+		err := b.interleaved(ctx, phase{kind: kindSaturation, stream: stream}, b.s.satDuration,
+			func(t string, d time.Duration) load.Result {
+				return clients[t].Saturate(ctx, b.request(t, stream), b.s.conns, d)
+			})
+		profile()
+		closeClients(clients)
+		if err != nil {
+			return err
+		}
+	}
+	if bins.profiling {
+		if err := fetch(ctx, "http://"+b.pprof+"/debug/pprof/allocs", filepath.Join(b.s.profileDir, "agate-allocs.pprof")); err != nil {
+			return fmt.Errorf("allocation profile: %w", err)
+		}
+	}
+	return nil
+}
+
+// targets is the order of the first round of each phase.
+var targets = []string{tUpstream, tBare, tAgate}
+
+func newClients(conns int) map[string]*load.Client {
+	m := map[string]*load.Client{}
+	for _, t := range targets {
+		m[t] = load.NewClient(conns)
+	}
+	return m
+}
+
+func closeClients(m map[string]*load.Client) {
+	for _, c := range m {
+		c.Close()
+	}
+}
+
+// interleaved runs a phase of length total against every target, split
+// into rounds whose order rotates (upstream, bare, agate; bare, agate,
+// upstream; …), so that the machine's changing background load falls on
+// every target alike; then it records the merged result of each target.
+func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duration, do func(target string, d time.Duration) load.Result) error {
+	per := map[string][]load.Result{}
+	use := map[string]map[string]procUse{}
+	d := total / time.Duration(b.s.rounds)
+	for round := range b.s.rounds {
+		for i := range targets {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			t := targets[(i+round)%len(targets)]
+			var res load.Result
+			u := b.measure(func() { res = do(t, d) })
+			per[t] = append(per[t], res)
+			use[t] = addUse(use[t], u)
+			if err := b.checkAlive(); err != nil {
+				return err
+			}
+			time.Sleep(settleTime)
+		}
+	}
+	for _, t := range targets {
+		p := shape
+		p.target, p.res, p.use = t, load.Merge(per[t]...), use[t]
+		b.results.add(p)
+	}
+	return nil
+}
+
+// addUse adds the CPU time of b to a and keeps the larger peak RSS.
+func addUse(a, b map[string]procUse) map[string]procUse {
+	if a == nil {
+		a = map[string]procUse{}
+	}
+	for name, u := range b {
+		sum := a[name]
+		sum.CPU += u.CPU
+		sum.Syscalls += u.Syscalls
+		sum.PeakRSS = max(sum.PeakRSS, u.PeakRSS)
+		a[name] = sum
+	}
+	return a
+}
+
+// startCPUProfile starts a CPU profile of the profiling copy of Agate
+// lasting span; the returned func waits for it.
+func (b *bench) startCPUProfile(ctx context.Context, file string, span time.Duration) func() {
+	secs := max(1, int(span.Seconds()))
+	done := make(chan error, 1)
+	go func() {
+		done <- fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprof, secs), filepath.Join(b.s.profileDir, file))
+	}()
+	// Let the profiler start before the load does.
+	time.Sleep(50 * time.Millisecond)
+	return func() {
+		if err := <-done; err != nil {
+			step("CPU profile %s: %v", file, err)
+		}
+	}
+}
+
+func (b *bench) holdPhases(ctx context.Context) error {
+	if b.s.phases["rate"] || b.s.phases["saturation"] {
+		step("restarting the bare proxy and agate")
+		if err := b.restart(); err != nil {
+			return err
+		}
+	}
+	for _, t := range []string{tBare, tAgate} {
+		step("%d streams held open through %s (%v each)", b.s.streams, t, b.s.hold)
+		req := load.Request{URL: b.urls[t], Header: b.header, Body: []byte(slowBody), Stream: true}
+		var snapshot func()
+		wait := func() {}
+		if addr := map[string]string{tAgate: b.pprof, tBare: b.barePprof}[t]; addr != "" {
+			done := make(chan struct{})
+			var once sync.Once
+			snapshot = func() {
+				once.Do(func() {
+					b.snapshotStreams(ctx, addr, strings.ReplaceAll(t, " ", ""))
+					close(done)
+				})
+			}
+			// All streams should be open long before three quarters of
+			// their length; if not, take the snapshot then anyway.
+			timer := time.AfterFunc(b.s.hold*3/4, snapshot)
+			wait = func() { timer.Stop(); snapshot(); <-done }
+		}
+		var res load.HoldResult
+		use := b.measure(func() { res = load.Hold(ctx, req, b.s.streams, snapshot) })
+		wait()
+		b.results.add(phase{kind: kindHold, stream: true, target: t, res: res.Result, peakOpen: res.PeakOpen, use: use})
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := b.checkAlive(); err != nil {
+			return err
+		}
+		time.Sleep(time.Second)
+	}
+	return nil
+}
+
+// snapshotStreams saves the heap and goroutine profiles and the runtime
+// memory statistics of a profiled process (name: agate or bareproxy)
+// while the streams are open.
+func (b *bench) snapshotStreams(ctx context.Context, addr, name string) {
+	for file, path := range map[string]string{
+		name + "-heap-streams.pprof":       "heap",
+		name + "-memstats-streams.txt":     "heap?debug=1",
+		name + "-goroutines-streams.pprof": "goroutine",
+	} {
+		if err := fetch(ctx, "http://"+addr+"/debug/pprof/"+path, filepath.Join(b.s.profileDir, file)); err != nil {
+			step("snapshot %s of %s: %v", path, name, err)
+		}
+	}
+}
+
+// settleTime lets closed connections and timers clear between phases.
+const settleTime = 200 * time.Millisecond
+
+func mode(stream bool) string {
+	if stream {
+		return "streaming"
+	}
+	return "plain"
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agate-gateway/agate/bench/internal/load"
+	"github.com/agate-gateway/agate/bench/internal/stats"
+)
+
+const us = time.Microsecond
+
+// rateRes is a result whose p50 and p99 latency and p50 TTFT are given.
+func rateRes(p50, p99, ttft time.Duration) load.Result {
+	return load.Result{Requests: 100, OK: 100, Elapsed: time.Second,
+		Latency: stats.Summary{N: 100, P50: p50, P99: p99}, TTFT: stats.Summary{N: 100, P50: ttft}}
+}
+
+func satRes(ok int) load.Result {
+	return load.Result{Requests: ok, OK: ok, Elapsed: time.Second, Latency: stats.Summary{N: ok}}
+}
+
+func verdictByName(t *testing.T, vs []verdict, name string) verdict {
+	t.Helper()
+	for _, v := range vs {
+		if v.name == name {
+			return v
+		}
+	}
+	t.Fatalf("no verdict %q among %d", name, len(vs))
+	return verdict{}
+}
+
+func TestVerdicts(t *testing.T) {
+	r := &results{settings: settings{rates: []int{200, 1000}, conns: 64, streams: 1000}}
+	// 200 req/s plain: bare adds 250µs (p50) and 1ms (p99); agate adds
+	// 300µs (1.2×: pass at the limit) and 1.5ms (1.5×: miss).
+	r.add(phase{kind: kindRate, rate: 200, target: tUpstream, res: rateRes(1000*us, 2000*us, 0)})
+	r.add(phase{kind: kindRate, rate: 200, target: tBare, res: rateRes(1250*us, 3000*us, 0)})
+	r.add(phase{kind: kindRate, rate: 200, target: tAgate, res: rateRes(1300*us, 3500*us, 0)})
+	// 200 req/s streaming: TTFT agate 150µs over bare: miss; the bare
+	// proxy measured faster than straight at p99 (noise): any positive
+	// added latency for agate then misses.
+	r.add(phase{kind: kindRate, stream: true, rate: 200, target: tUpstream, res: rateRes(1000*us, 2000*us, 900*us)})
+	r.add(phase{kind: kindRate, stream: true, rate: 200, target: tBare, res: rateRes(1200*us, 1900*us, 1000*us)})
+	r.add(phase{kind: kindRate, stream: true, rate: 200, target: tAgate, res: rateRes(1200*us, 2100*us, 1150*us)})
+	r.add(phase{kind: kindSaturation, target: tBare, res: satRes(1000)})
+	r.add(phase{kind: kindSaturation, target: tAgate, res: satRes(800)})
+	r.add(phase{kind: kindSaturation, stream: true, target: tBare, res: satRes(1000)})
+	r.add(phase{kind: kindSaturation, stream: true, target: tAgate, res: satRes(799)})
+	r.add(phase{kind: kindHold, stream: true, target: tAgate, peakOpen: 1000,
+		res: load.Result{Requests: 1000, OK: 1000}, use: map[string]procUse{tAgate: {PeakRSS: 90 << 20}}})
+
+	vs := r.verdicts()
+	for _, tc := range []struct {
+		name string
+		pass bool
+	}{
+		{"added latency p50, plain, 200 req/s", true},
+		{"added latency p99, plain, 200 req/s", false},
+		{"added latency p50, streaming, 200 req/s", true},
+		{"added latency p99, streaming, 200 req/s", false},
+		{"saturation throughput, plain, 64 connections", true},
+		{"saturation throughput, streaming, 64 connections", false},
+		{"time to first token p50, 200 req/s", false},
+		{"agate peak RSS, 1000 concurrent streams", true},
+		{"requests through agate answered completely", true},
+	} {
+		if v := verdictByName(t, vs, tc.name); v.pass != tc.pass {
+			t.Errorf("%s: pass = %v, want %v (measured %s)", tc.name, v.pass, tc.pass, v.measured)
+		}
+	}
+	// 1000 req/s did not run: no verdict for it.
+	for _, v := range vs {
+		if strings.Contains(v.name, "1000 req/s") {
+			t.Errorf("verdict %q for a rate that did not run", v.name)
+		}
+	}
+
+	// Streams that were not all open at once cannot pass, whatever the RSS.
+	r.phases[len(r.phases)-1].peakOpen = 900
+	if v := verdictByName(t, r.verdicts(), "agate peak RSS, 1000 concurrent streams"); v.pass {
+		t.Errorf("RSS target passed with only 900 of 1000 streams open at once")
+	}
+	// One failed request in a thousand misses the success target.
+	r.phases[len(r.phases)-1].res.OK = 998
+	if v := verdictByName(t, r.verdicts(), "requests through agate answered completely"); v.pass {
+		t.Errorf("success target passed at 99.8%%: %s", v.measured)
+	}
+}
+
+func TestAddedWithin(t *testing.T) {
+	for _, tc := range []struct {
+		agate, bare time.Duration
+		want        bool
+	}{
+		{300 * us, 250 * us, true},
+		{301 * us, 250 * us, false},
+		{-100 * us, 250 * us, true},
+		{-80 * us, -100 * us, true},
+		{-79 * us, -100 * us, false},
+		{0, 0, true},
+		{1 * us, 0, false},
+	} {
+		if got := addedWithin(tc.agate, tc.bare); got != tc.want {
+			t.Errorf("addedWithin(%v, %v) = %v, want %v", tc.agate, tc.bare, got, tc.want)
+		}
+	}
+}
+
+func TestWriteReport(t *testing.T) {
+	r := &results{settings: settings{rates: []int{200}, conns: 64, streams: 10, rounds: 1}, idleRSS: map[string]int64{}}
+	r.add(phase{kind: kindRate, rate: 200, target: tUpstream, res: rateRes(1000*us, 2000*us, 0)})
+	r.add(phase{kind: kindRate, rate: 200, target: tBare, res: rateRes(1250*us, 3000*us, 0)})
+	r.add(phase{kind: kindRate, rate: 200, target: tAgate, res: rateRes(1300*us, 3500*us, 0)})
+	var b strings.Builder
+	r.write(&b)
+	out := b.String()
+	for _, want := range []string{
+		"| 200 | bare proxy | 100 | 100.00% | 1.250 |",
+		"| added latency p50, plain, 200 req/s | agate +0.300 ms, bare +0.250 ms: 1.20× | ≤ 1.2× bare | PASS |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
