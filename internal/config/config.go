@@ -43,12 +43,22 @@ type Config struct {
 	Sessions   Sessions   `yaml:"sessions"`
 	Audit      Audit      `yaml:"audit"`
 	MCP        MCP        `yaml:"mcp"`
-	Approvals  Approvals  `yaml:"approvals"`
+	// ToolCalls governs tool calls inside model responses (decision 2).
+	ToolCalls ToolCalls `yaml:"tool_calls"`
+	Approvals Approvals `yaml:"approvals"`
 
 	// Source is the file the config was loaded from, "" for the defaults.
 	Source string `yaml:"-"`
 	// root keeps the parsed document so validation errors can name lines.
 	root *yaml.Node
+}
+
+// ToolCalls says what happens to a tool call a model proposes that policy
+// denies: strip (remove it and tell the agent why, the default), block
+// (fail the response with 403), annotate (keep it and report the verdict)
+// or off (no decision 2 at all).
+type ToolCalls struct {
+	Mode string `yaml:"mode"`
 }
 
 // TLSConfig enables HTTPS and, with a client CA, mutual TLS.
@@ -391,6 +401,9 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
+	if c.ToolCalls.Mode == "" {
+		c.ToolCalls.Mode = "strip"
+	}
 	c.Identity.applyDefaults()
 	c.Delegation.applyDefaults()
 	c.Policy.applyDefaults()
@@ -530,6 +543,11 @@ func (c *Config) Validate() error {
 		if p.Input < 0 || p.Output < 0 || p.CachedInput < 0 {
 			e.add("prices."+name, "prices must not be negative")
 		}
+	}
+	switch c.ToolCalls.Mode {
+	case "strip", "block", "annotate", "off":
+	default:
+		e.add("tool_calls.mode", "must be strip, block, annotate or off, not %q", c.ToolCalls.Mode)
 	}
 	c.Identity.validate(e)
 	c.Delegation.validate(e)

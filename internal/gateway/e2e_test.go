@@ -87,6 +87,25 @@ func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// testPolicies permit the models, delegation, get_weather, and send_email
+// except to the evil domain: the mock proposes a send_email to it, which
+// decision 2 must strip.
+const testPolicies = `
+@id("models") permit (principal, action == Action::"invoke_model", resource);
+@id("delegate") permit (principal, action == Action::"delegate", resource);
+@id("weather") permit (principal, action == Action::"call_tool", resource == Tool::"get_weather");
+@id("mail") permit (principal, action == Action::"call_tool", resource == Tool::"send_email");
+@id("no-evil-mail")
+@reason("no mail to evil.test")
+forbid (principal, action == Action::"call_tool", resource == Tool::"send_email")
+when { context.args has to && context.args.to like "*@evil.test" };
+@id("crm-read") permit (principal, action == Action::"call_tool", resource == Tool::"read_customer");
+@id("no-mail-after-pii")
+@reason("no email once the session holds personal data")
+forbid (principal, action == Action::"call_tool", resource == Tool::"send_email")
+when { context.session.labels.contains("pii") };
+`
+
 type testGateway struct {
 	URL         string
 	AdminKey    string
@@ -101,9 +120,19 @@ func startGateway(t *testing.T, extraYAML string) (*testGateway, *fakeUpstream) 
 	t.Helper()
 	up := newFakeUpstream(t)
 	dir := t.TempDir()
+	policies := filepath.Join(dir, "policies")
+	os.MkdirAll(policies, 0o700)
+	os.WriteFile(filepath.Join(policies, "test.cedar"), []byte(testPolicies), 0o600)
 	yaml := fmt.Sprintf(`
 data_dir: %s
 log: {level: error}
+policy:
+  dir: %s
+  catalog:
+    tools:
+      - {name: get_weather, args: {city: string}}
+      - {name: send_email, args: {to: string}}
+      - {name: read_customer, server: crm, labels: [pii], args: {id: string}}
 routing:
   retries: 1
   backoff_base: 1ms
@@ -117,6 +146,7 @@ providers:
     mock:
       tool_calls:
         - {name: get_weather, arguments: '{"city":"Paris"}'}
+        - {name: send_email, arguments: '{"to":"x@evil.test"}'}
   - name: flaky
     type: openai
     base_url: %s/v1
@@ -133,7 +163,7 @@ models:
   - {name: flaky-abort, targets: [{provider: flaky, model: abort}]}
   - {name: dead, targets: [{provider: flaky, model: m500}]}
   - {name: breaker, targets: [{provider: flaky, model: m500b}], fallbacks: [{provider: mock, model: gpt-4o-mini}]}
-%s`, dir, up.srv.URL, upstreamSecret, extraYAML)
+%s`, dir, policies, up.srv.URL, upstreamSecret, extraYAML)
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)

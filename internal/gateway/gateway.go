@@ -19,6 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agate-gateway/agate/internal/action"
+	"github.com/agate-gateway/agate/internal/action/approval"
+	"github.com/agate-gateway/agate/internal/action/mcp"
 	"github.com/agate-gateway/agate/internal/audit"
 	"github.com/agate-gateway/agate/internal/config"
 	"github.com/agate-gateway/agate/internal/delegation"
@@ -38,21 +41,24 @@ import (
 
 // Gateway is one running Agate: its config, state and HTTP handler.
 type Gateway struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	store   *store.Store
-	ledger  *store.Ledger
-	audit   *audit.Logger
+	cfg    *config.Config
+	log    *slog.Logger
+	store  *store.Store
+	ledger *store.Ledger
+	audit  *audit.Logger
 	// auditWG counts audit records still being written, so Close waits.
-	auditWG sync.WaitGroup
-	keys    *identity.APIKeys
-	authn   identity.Chain
-	ids     *identity.Set
-	tokens  *delegation.Service
-	policy  *policy.Engine
-	sessions *session.Manager
+	auditWG   sync.WaitGroup
+	keys      *identity.APIKeys
+	authn     identity.Chain
+	ids       *identity.Set
+	tokens    *delegation.Service
+	policy    *policy.Engine
+	governor  *action.Governor
+	approvals *approval.Memory
+	mcp       *mcp.Front
+	sessions  *session.Manager
 	// stop ends the gateway's background work (key rotation, reloads).
-	stop context.CancelFunc
+	stop    context.CancelFunc
 	metrics *telemetry.Metrics
 	router  *route.Router
 	model   *model.Handler
@@ -95,6 +101,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *Gateway,
 	if err := g.wireIdentity(runCtx); err != nil {
 		return nil, err
 	}
+	if err := g.wireAction(runCtx); err != nil {
+		return nil, err
+	}
 
 	providers, err := buildProviders(cfg)
 	if err != nil {
@@ -110,11 +119,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *Gateway,
 	}
 	g.model = &model.Handler{
 		Router: g.router, Ledger: g.ledger, Prices: prices, Metrics: g.metrics, Log: log,
-		MaxBodyBytes: cfg.Limits.MaxBodyBytes, Decider: g,
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes, Decider: g, ToolMode: model.ToolMode(cfg.ToolCalls.Mode),
 		Done: func(ctx context.Context, o *model.Outcome) {
 			g.sessionSpend(ctx, o)
 			g.modelDone(ctx, o)
 		},
+	}
+	if cfg.ToolCalls.Mode != "off" {
+		g.model.Tools = toolGate{g}
 	}
 	g.routes()
 	g.handler = g.withRequest(g.mux)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/agate-gateway/agate/internal/action/approval"
 	"github.com/agate-gateway/agate/internal/audit"
 	"github.com/agate-gateway/agate/internal/identity"
 	"github.com/agate-gateway/agate/internal/model"
@@ -32,6 +33,14 @@ func (g *Gateway) routes() {
 		// headers themselves (RFC 8693, 7009, 7662).
 		g.tokens.Register(m, g.authn)
 	}
+	m.Handle("/mcp", g.mcpAuth(g.mcp))
+	m.Handle("/mcp/", g.mcpAuth(g.mcp))
+	m.Handle("GET /.well-known/oauth-protected-resource", g.mcp.MetadataHandler())
+	m.Handle("GET /.well-known/oauth-protected-resource/", g.mcp.MetadataHandler())
+	approvals := approval.Handler(g.approvals, g.governor)
+	m.Handle("/admin/v1/approvals", g.adminAuth(approvals.ServeHTTP))
+	m.Handle("/admin/v1/approvals/", g.adminAuth(approvals.ServeHTTP))
+	m.Handle("GET /admin/v1/tools", g.adminAuth(g.mcp.PinsHandler().ServeHTTP))
 	m.Handle("GET /admin/v1/usage", g.adminAuth(g.adminUsage))
 	m.Handle("POST /admin/v1/decide", g.adminAuth(policy.DecideHandler(g.policy)))
 	m.Handle("GET /admin/v1/policy", g.adminAuth(policy.StatusHandler(g.policy)))

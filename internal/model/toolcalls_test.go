@@ -43,7 +43,9 @@ func (c *cannedRouter) Do(_ context.Context, _ string, req *provider.Request) (*
 // "rm_rf".
 type denyGate struct{ proposed []string }
 
-func (d *denyGate) OfferTool(_ context.Context, _ *Invocation, tool string) bool { return tool != "rm_rf" }
+func (d *denyGate) OfferTool(_ context.Context, _ *Invocation, tool string) bool {
+	return tool != "rm_rf"
+}
 func (d *denyGate) ProposeTool(_ context.Context, _ *Invocation, c ToolCall) ToolVerdict {
 	d.proposed = append(d.proposed, c.Name+" "+string(c.Arguments))
 	if c.Name == "send_email" {

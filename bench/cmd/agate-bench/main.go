@@ -2,9 +2,9 @@
 // builds and starts, as separate processes on loopback, a fast mock
 // OpenAI-compatible upstream (bench/cmd/bench-upstream), a bare
 // httputil.ReverseProxy in front of it (bench/cmd/bench-bareproxy, the floor
-// for a Go proxy) and Agate (`agate serve` with keys, usage ledger, metrics
-// and info logging to a file on), then in one run drives the same traffic
-// through each in turn:
+// for a Go proxy) and Agate (`agate serve` with its default-on features:
+// keys, usage ledger, metrics, audit trail, and info logging to a file),
+// then in one run drives the same traffic through each in turn:
 //
 //   - constant-rate load (vegeta as a library) at 200, 1000 and 2000 req/s,
 //     non-streaming and streaming: p50/p90/p99 latency, the latency added
@@ -12,8 +12,9 @@
 //   - closed-loop saturation over 64 connections: throughput;
 //   - 1000 concurrent slow streams held open: peak RSS;
 //
-// with each process's CPU seconds and peak RSS per phase, and prints
-// Markdown tables ending with the benchmark targets, each PASS or MISS.
+// with each process's CPU seconds, peak RSS and I/O system calls per phase,
+// and prints Markdown tables ending with the benchmark targets, each PASS or
+// MISS.
 // Ratios to the bare proxy in the same run are what count: absolute times
 // on a shared machine are noisy.
 //
@@ -341,8 +342,8 @@ func (b *bench) stopAll() {
 
 // agateConfig is Agate's config for the run: one openai provider at the
 // upstream, two aliases, prices for the cost column of the ledger, and
-// every default-on feature left on (keys, usage ledger, metrics), with
-// info logs that the harness sends to a file.
+// every default-on feature left on (keys, usage ledger, metrics, audit
+// trail), with info logs that the harness sends to a file.
 func agateConfig(port int, dataDir, upstream string) string {
 	return fmt.Sprintf(`# Written by agate-bench.
 listen: 127.0.0.1:%d
