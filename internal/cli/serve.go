@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/agate-gateway/agate/internal/gateway"
@@ -53,6 +55,22 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if source == "" {
 		source = "embedded defaults"
 	}
+	// SIGHUP reloads the policies; a broken set keeps the last good one.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := g.ReloadPolicy(); err != nil {
+					log.Error("SIGHUP: policy reload failed; the last good set stays", "err", err)
+				}
+			}
+		}
+	}()
 	log.Info("agate listening", "addr", base, "config", source, "data_dir", cfg.DataDir, "store", cfg.Store.Driver, "pid", os.Getpid())
 	return g.Serve(ctx, ln)
 }

@@ -116,3 +116,15 @@ func TestEnvInCommentsIsLeftAlone(t *testing.T) {
 		t.Fatalf("listen %q", c.Listen)
 	}
 }
+
+// TestExampleConfig keeps the annotated example valid: every option it
+// shows must load.
+func TestExampleConfig(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "examples", "agate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Providers) < 4 || c.ToolCalls.Mode != "strip" || len(c.MCP.Servers) == 0 {
+		t.Fatalf("example config lost sections: %+v", c)
+	}
+}

@@ -43,7 +43,13 @@ func (g *Gateway) wireAction(runCtx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("action gateway: %w", err)
 	}
-	g.mcp, err = mcp.New(mcp.Options{Config: cfg.MCP, Governor: g.governor, Logger: g.log, Version: buildVersion()})
+	opts := mcp.Options{Config: cfg.MCP, Governor: g.governor, Logger: g.log, Version: buildVersion()}
+	if g.tokens != nil {
+		// Servers whose credentials say mint get a token per call,
+		// audienced to them and made by Agate's token service.
+		opts.Minter = g.tokens
+	}
+	g.mcp, err = mcp.New(opts)
 	if err != nil {
 		return fmt.Errorf("MCP front: %w", err)
 	}
