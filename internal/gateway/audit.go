@@ -27,6 +27,15 @@ func principalRecord(ctx context.Context, kind audit.Kind, p *identity.Principal
 // been decided. Tool invocations, which must not run before their record
 // is durable, use audit.Logger.Commit directly instead.
 func (g *Gateway) logAudit(r audit.Record) {
+	if g.cfg.Audit.Durability == "batched" {
+		// Batched Log only queues: no need for a goroutine.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := g.audit.Log(ctx, r); err != nil {
+			g.log.Error("audit record lost", "request_id", r.RequestID, "kind", string(r.Kind), "err", err)
+		}
+		return
+	}
 	g.auditWG.Add(1)
 	go func() {
 		defer g.auditWG.Done()

@@ -336,7 +336,17 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 	rd := sse.NewReader(body, 0)
 	var out []byte
 	finished := false
+	// dirty marks events written but not flushed. Flushing once per burst
+	// (when no further event is already buffered) saves a write system
+	// call per event without holding any event back from the client.
+	dirty := false
 	for {
+		if dirty && !rd.Buffered() {
+			if err := rc.Flush(); err != nil {
+				return errStreamStarted
+			}
+			dirty = false
+		}
 		ev, err := rd.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) && finished {
@@ -376,8 +386,12 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 		if _, err := w.Write(out); err != nil {
 			return errStreamStarted
 		}
-		if err := rc.Flush(); err != nil {
-			return errStreamStarted
+		dirty = true
+		if isTerminal(op, ev) || isErrorEvent(op, ev) {
+			if err := rc.Flush(); err != nil {
+				return errStreamStarted
+			}
+			dirty = false
 		}
 		if isErrorEvent(op, ev) {
 			return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream stream ended with an error", Cause: errStreamStarted}

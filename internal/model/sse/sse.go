@@ -63,6 +63,15 @@ func NewReader(r io.Reader, maxLine int) *Reader {
 	return &Reader{src: r, buf: make([]byte, size), maxLine: maxLine}
 }
 
+// Buffered reports whether the rest of a complete event is already in the
+// reader's buffer, so that the next Next will not wait for the source. A
+// relay uses it to flush once per burst of events instead of once per
+// event.
+func (r *Reader) Buffered() bool {
+	b := r.buf[r.r:r.w]
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\r\r"))
+}
+
 // Next returns the next event. At the end of the stream it returns io.EOF;
 // an event whose final blank line is missing when the stream ends is still
 // returned first, so that a relay can judge it (the spec would drop it). A

@@ -238,3 +238,19 @@ func TestDecoderMatchesReader(t *testing.T) {
 		t.Errorf("long line: %v", err)
 	}
 }
+
+func TestBuffered(t *testing.T) {
+	r := NewReader(strings.NewReader("data: a\n\ndata: b\n\ndata: c"), 0)
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Buffered() {
+		t.Fatal("a whole second event is buffered")
+	}
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Buffered() {
+		t.Fatal("only part of an event is buffered")
+	}
+}

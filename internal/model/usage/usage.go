@@ -166,6 +166,12 @@ func (m *Meter) observeOpenAI(ev sse.Event) {
 	if len(ev.Data) == 0 || ev.Data[0] != '{' {
 		return // [DONE]
 	}
+	if !bytes.Contains(ev.Data, []byte(`"usage"`)) {
+		// The hot path: a content chunk. Its text only matters for an
+		// estimate, so it is measured without decoding the chunk.
+		m.chars += stringFieldLen(ev.Data, `"content":"`) + stringFieldLen(ev.Data, `"refusal":"`) + stringFieldLen(ev.Data, `"arguments":"`)
+		return
+	}
 	var c struct {
 		Choices []struct {
 			Delta struct {
@@ -198,16 +204,7 @@ func (m *Meter) observeOpenAI(ev sse.Event) {
 func (m *Meter) observeAnthropic(ev sse.Event) {
 	switch ev.Type {
 	case "content_block_delta":
-		var d struct {
-			Delta struct {
-				Text        string `json:"text"`
-				PartialJSON string `json:"partial_json"`
-				Thinking    string `json:"thinking"`
-			} `json:"delta"`
-		}
-		if json.Unmarshal(ev.Data, &d) == nil {
-			m.chars += len(d.Delta.Text) + len(d.Delta.PartialJSON) + len(d.Delta.Thinking)
-		}
+		m.chars += stringFieldLen(ev.Data, `"text":"`) + stringFieldLen(ev.Data, `"partial_json":"`) + stringFieldLen(ev.Data, `"thinking":"`)
 	case "message_start":
 		var s struct {
 			Message struct {
@@ -266,4 +263,30 @@ func (m *Meter) Usage() Usage {
 		}
 	}
 	return u
+}
+
+// stringFieldLen returns the encoded length of every JSON string value that
+// follows key (written as `"name":"`) in data, without decoding: close
+// enough for a token estimate, and allocation-free on the streaming path.
+func stringFieldLen(data []byte, key string) int {
+	n := 0
+	for {
+		i := bytes.Index(data, []byte(key))
+		if i < 0 {
+			return n
+		}
+		data = data[i+len(key):]
+		j := 0
+		for j < len(data) && data[j] != '"' {
+			if data[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		n += min(j, len(data))
+		if j >= len(data) {
+			return n
+		}
+		data = data[j:]
+	}
 }

@@ -171,3 +171,22 @@ func TestMeterWrite(t *testing.T) {
 		t.Errorf("got %+v", got)
 	}
 }
+
+func TestStringFieldLen(t *testing.T) {
+	tests := []struct {
+		data, key string
+		want      int
+	}{
+		{`{"choices":[{"delta":{"content":"hello"}}]}`, `"content":"`, 5},
+		{`{"delta":{"content":"a\"b"}}`, `"content":"`, 4},
+		{`{"a":{"content":"x"},"b":{"content":"yz"}}`, `"content":"`, 3},
+		{`{"delta":{"content":null}}`, `"content":"`, 0},
+		{`{"delta":{"content":"unterminated`, `"content":"`, 12},
+		{`{"delta":{"content":"ends in \`, `"content":"`, 9},
+	}
+	for _, tt := range tests {
+		if got := stringFieldLen([]byte(tt.data), tt.key); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.data, got, tt.want)
+		}
+	}
+}
