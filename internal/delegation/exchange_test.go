@@ -86,7 +86,6 @@ type env struct {
 	client func(*tls.Certificate) *http.Client
 	now    time.Time
 	mu     sync.Mutex
-	admin  string
 }
 
 func (e *env) clock() time.Time {

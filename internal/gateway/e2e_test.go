@@ -111,7 +111,6 @@ type testGateway struct {
 	AdminKey    string
 	ClientKey   string
 	G           *Gateway
-	upstreamKey string
 }
 
 const upstreamSecret = "sk-upstream-secret-0123456789"

@@ -220,11 +220,9 @@ func TestSnapshotHistory(t *testing.T) {
 		{"pay", nil, 6 * time.Minute},
 		{"pay", nil, time.Minute},
 	}
-	var snap *Snapshot
 	for _, s := range steps {
 		c.advance(s.after)
-		var err error
-		if snap, err = m.Record(ctx, owner, "s1", Event{Step: true, Tool: s.tool, Labels: s.labels, Tokens: 10, CostMicros: 5}); err != nil {
+		if _, err := m.Record(ctx, owner, "s1", Event{Step: true, Tool: s.tool, Labels: s.labels, Tokens: 10, CostMicros: 5}); err != nil {
 			t.Fatal(err)
 		}
 	}

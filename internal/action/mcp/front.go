@@ -124,7 +124,6 @@ type binding struct {
 
 type caller struct {
 	p    *identity.Principal
-	key  string // Sessions.Resolve key
 	msid string // Mcp-Session-Id, "" when stateless
 }
 

@@ -1,5 +1,7 @@
 package mcp
 
+//lint:file-ignore SA1019 sampling and logging are deprecated as of 2026-07-28 but relayed for the versions before it, which clients still negotiate
+
 import (
 	"bufio"
 	"context"
@@ -645,6 +647,8 @@ func (u *upstream) linkFor(ss *sdk.ServerSession) (*link, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &link{u: u, front: ss, cancel: cancel}
+	// Sampling and logging are deprecated as of 2026-07-28 but still part
+	// of the versions before it, which clients negotiate; they are relayed.
 	c := sdk.NewClient(&sdk.Implementation{Name: "agate", Version: "gateway"}, &sdk.ClientOptions{
 		CreateMessageHandler: func(_ context.Context, req *sdk.CreateMessageRequest) (*sdk.CreateMessageResult, error) {
 			return l.front.CreateMessage(l.current(), req.Params)

@@ -66,10 +66,9 @@ func ResponseHeader(h http.Header) http.Header {
 
 // Upstream adapts an upstream HTTP response in the dialect of upstream to
 // the dialect of client: error bodies, whole bodies and streams are
-// translated when the dialects differ, and relayed untouched otherwise —
-// except that a stream cut short gets an error event (see Guard). The body
-// of a stream has an Err() error method reporting why the upstream stream
-// broke off, for logs.
+// translated when the dialects differ, and relayed untouched otherwise. A
+// translated stream cut short ends with an error event, and its body has an
+// Err() error method reporting why the upstream stream broke off, for logs.
 // includeUsage is the client's stream_options.include_usage for an OpenAI
 // client of an Anthropic stream. A body that must be read whole is read
 // here; a stream is translated as it is read.
@@ -79,9 +78,8 @@ func Upstream(resp *http.Response, upstream, client provider.Op, stream, include
 	// plainly ignored "stream" and answered JSON.
 	isStream := stream && resp.StatusCode < 300 && !isJSON(resp.Header)
 	if dialect(upstream) == dialect(client) {
-		if isStream {
-			out.Body = readCloser{Reader: NewGuard(resp.Body, client), Closer: resp.Body}
-		}
+		// A native stream passes through untouched; the relay that reads
+		// it (model.Handler) ends a stream cut short with an error event.
 		return out
 	}
 	out.Header.Del("Content-Length")
