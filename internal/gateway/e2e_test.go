@@ -92,6 +92,9 @@ func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 // decision 2 must strip.
 const testPolicies = `
 @id("models") permit (principal, action == Action::"invoke_model", resource);
+@id("no-forbidden-model")
+@reason("nobody may use the forbidden model")
+forbid (principal, action == Action::"invoke_model", resource == Model::"forbidden");
 @id("delegate") permit (principal, action == Action::"delegate", resource);
 @id("weather") permit (principal, action == Action::"call_tool", resource == Tool::"get_weather");
 @id("mail") permit (principal, action == Action::"call_tool", resource == Tool::"send_email");
@@ -153,6 +156,7 @@ providers:
 models:
   - {name: gpt-4o-mini, targets: [{provider: mock, model: gpt-4o-mini}]}
   - {name: gpt-4o, targets: [{provider: mock, model: gpt-4o}]}
+  - {name: forbidden, targets: [{provider: mock, model: forbidden}]}
   - {name: claude-sonnet-4-5, targets: [{provider: mock, model: claude-sonnet-4-5}]}
   - {name: text-embedding-3-small, targets: [{provider: mock, model: text-embedding-3-small}]}
   - {name: flaky-500, targets: [{provider: flaky, model: m500}], fallbacks: [{provider: mock, model: gpt-4o-mini}]}
