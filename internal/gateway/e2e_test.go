@@ -110,10 +110,10 @@ when { context.session.labels.contains("pii") };
 `
 
 type testGateway struct {
-	URL         string
-	AdminKey    string
-	ClientKey   string
-	G           *Gateway
+	URL       string
+	AdminKey  string
+	ClientKey string
+	G         *Gateway
 }
 
 const upstreamSecret = "sk-upstream-secret-0123456789"
