@@ -9,9 +9,11 @@ import (
 // Audit configures the audit trail: where records go, how durable a logged
 // record is when Log returns, and how often the hash chain is signed.
 type Audit struct {
-	// Durability is "strict" (Log returns once a durable writer has
-	// committed the record) or "batched" (Log returns once the record is
-	// queued; a crash loses at most the queue and the batch in flight).
+	// Durability is "batched" (the default: Log returns once the record is
+	// queued; a crash loses at most the queue and the batch in flight) or
+	// "strict" (Log returns once a durable writer has committed the
+	// record). Allowed tool invocations are committed before they are
+	// released whatever this says.
 	Durability string `yaml:"durability"`
 	// QueueSize bounds the records waiting for the committer; a full queue
 	// makes Log wait (never drop) until the caller's context ends.
@@ -60,7 +62,9 @@ var auditTableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,40}$`)
 
 func (s *Audit) applyDefaults() {
 	if s.Durability == "" {
-		s.Durability = "strict"
+		// Records whose effect must wait for them (allowed tool
+		// invocations) are committed durably whatever this says.
+		s.Durability = "batched"
 	}
 	if s.QueueSize == 0 {
 		s.QueueSize = 10000

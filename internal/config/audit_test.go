@@ -39,7 +39,7 @@ func TestAuditBadConfigs(t *testing.T) {
 
 func TestAuditDefaults(t *testing.T) {
 	a := Default().Audit
-	if a.Durability != "strict" || a.QueueSize != 10000 || a.MaxBatch != 1000 || a.CheckpointEvery != 1000 ||
+	if a.Durability != "batched" || a.QueueSize != 10000 || a.MaxBatch != 1000 || a.CheckpointEvery != 1000 ||
 		a.CheckpointInterval != time.Minute || a.KeyFile != "audit-signing.key" || a.RawArgs ||
 		a.ArgsDigest != "sha256" || a.ArgsKeyFile != "audit-args.key" {
 		t.Errorf("defaults: %+v", a)
