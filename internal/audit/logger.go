@@ -31,7 +31,10 @@ type Logger struct {
 	durability string
 	// linger is how long the committer waits to fill a batch nobody waits
 	// on (batched durability).
-	linger    time.Duration
+	linger time.Duration
+	// urgent cuts the linger short when a record someone waits on is
+	// queued.
+	urgent    chan struct{}
 	rawArgs   bool
 	argsKey   []byte // HMAC key for argument digests; nil for plain SHA-256
 	maxBatch  int
@@ -126,6 +129,7 @@ func Open(ctx context.Context, cfg config.Audit, dataDir string, opts ...Option)
 	l := &Logger{
 		durability: cfg.Durability,
 		linger:     batchedLinger(cfg.Durability),
+		urgent:     make(chan struct{}, 1),
 		rawArgs:    cfg.RawArgs,
 		maxBatch:   max(cfg.MaxBatch, 1),
 		ckptEvery:  uint64(max(cfg.CheckpointEvery, 1)),
@@ -376,6 +380,10 @@ func (l *Logger) append(ctx context.Context, r Record, wait bool) (Receipt, erro
 		return rc, nil
 	}
 	select {
+	case l.urgent <- struct{}{}:
+	default: // already signalled
+	}
+	select {
 	case err := <-p.done:
 		if err != nil {
 			return Receipt{}, err
@@ -461,22 +469,20 @@ func (l *Logger) run() {
 			}
 			batch = append(batch[:0], p)
 			closing := false
-			waited := p.done != nil
-			// While nobody waits on the batch (batched Log), linger a
-			// little to fill it: one commit and fsync for many records
-			// instead of one per record. A waiter (strict Log, Commit)
-			// ends the linger at once.
-			var linger <-chan time.Time
-			var timer *time.Timer
-			if !waited && l.linger > 0 {
-				timer = time.NewTimer(l.linger)
-				linger = timer.C
+			// While nobody waits on the record (batched Log), sleep a
+			// little before draining the queue: one commit and fsync
+			// for a burst instead of one per record, and one wake-up of
+			// this goroutine per batch instead of one per record.
+			if p.done == nil && l.linger > 0 {
+				t := time.NewTimer(l.linger)
+				select {
+				case <-t.C:
+				case <-l.urgent: // a waiter queued behind: commit now
+				}
+				t.Stop()
 			}
 		drain:
 			for len(batch) < l.maxBatch {
-				if waited {
-					linger = nil
-				}
 				select {
 				case p, ok := <-l.queue:
 					if !ok {
@@ -484,28 +490,9 @@ func (l *Logger) run() {
 						break drain
 					}
 					batch = append(batch, p)
-					waited = waited || p.done != nil
-				case <-linger:
-					break drain
 				default:
-					if linger == nil {
-						break drain
-					}
-					select {
-					case p, ok := <-l.queue:
-						if !ok {
-							closing = true
-							break drain
-						}
-						batch = append(batch, p)
-						waited = waited || p.done != nil
-					case <-linger:
-						break drain
-					}
+					break drain
 				}
-			}
-			if timer != nil {
-				timer.Stop()
 			}
 			l.commit(batch, closing, closing)
 			clear(batch)

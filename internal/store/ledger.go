@@ -47,11 +47,11 @@ const ledgerLinger = 20 * time.Millisecond
 func (l *Ledger) run() {
 	defer close(l.done)
 	batch := make([]UsageEntry, 0, ledgerBatch)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
 	for e := range l.queue {
+		// Sleep, then take what came meanwhile: one wake-up and one
+		// transaction per burst rather than per request.
+		time.Sleep(ledgerLinger)
 		batch = append(batch[:0], e)
-		timer.Reset(ledgerLinger)
 		open := true
 	fill:
 		for open && len(batch) < ledgerBatch {
@@ -62,11 +62,10 @@ func (l *Ledger) run() {
 					break fill
 				}
 				batch = append(batch, e)
-			case <-timer.C:
+			default:
 				break fill
 			}
 		}
-		timer.Stop()
 		l.write(batch)
 		if !open {
 			return
