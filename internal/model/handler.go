@@ -244,6 +244,9 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 	hdr.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(res.Response.StatusCode)
 	w.Write(out) //nolint:errcheck // a client that left is not an error of ours
+	// Send the answer now: the audit record, metrics, ledger entry and log
+	// line that follow are not the client's to wait for.
+	http.NewResponseController(w).Flush() //nolint:errcheck // as above
 	h.done(r.Context(), inv, c)
 	return nil
 }
