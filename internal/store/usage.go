@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -119,6 +120,9 @@ func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
 		if err := rows.Scan(&r.Group, &r.Requests, &r.InputTokens, &r.OutputTokens, &r.CachedTokens, &r.CostUSD, &r.Estimated, &r.Errors); err != nil {
 			return nil, fmt.Errorf("query usage: %w", err)
 		}
+		// Sums of float prices carry binary noise; a nano-dollar is finer
+		// than any bill.
+		r.CostUSD = math.Round(r.CostUSD*1e9) / 1e9
 		out = append(out, r)
 	}
 	return out, rows.Err()
