@@ -10,8 +10,10 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // Op is the API operation of a request, which fixes its dialect.
@@ -56,4 +58,29 @@ type Response struct {
 // error status is a Response. Errors never contain credentials.
 type Provider interface {
 	Do(ctx context.Context, req *Request) (*Response, error)
+}
+
+// Redact keeps secret out of err's text, whatever the transport put in it.
+// The result still answers errors.Is (context.Canceled, DeadlineExceeded)
+// and Timeout(), but has no Unwrap that would hand out the original text.
+func Redact(err error, secret string) error {
+	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	return &redacted{msg: strings.ReplaceAll(err.Error(), secret, "<secret>"), err: err}
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r *redacted) Error() string { return r.msg }
+
+func (r *redacted) Is(target error) bool { return errors.Is(r.err, target) }
+
+// Timeout reports whether the underlying error was a timeout.
+func (r *redacted) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(r.err, &t) && t.Timeout()
 }

@@ -9,7 +9,6 @@ package anthropic
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -115,28 +114,5 @@ func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Res
 	return translate.Upstream(resp, provider.OpMessages, req.Op, req.Stream, includeUsage, p.now()), nil
 }
 
-// redact keeps the API key out of an error's text, whatever the transport
-// put in it.
-func (p *Provider) redact(err error) error {
-	if p.apiKey == "" || !strings.Contains(err.Error(), p.apiKey) {
-		return err
-	}
-	return &redacted{msg: strings.ReplaceAll(err.Error(), p.apiKey, "<secret>"), err: err}
-}
-
-type redacted struct {
-	msg string
-	err error
-}
-
-func (r *redacted) Error() string { return r.msg }
-
-// Is keeps errors.Is working (context.Canceled, DeadlineExceeded) without
-// an Unwrap that would hand out the unredacted text.
-func (r *redacted) Is(target error) bool { return errors.Is(r.err, target) }
-
-// Timeout reports whether the underlying error was a timeout.
-func (r *redacted) Timeout() bool {
-	var t interface{ Timeout() bool }
-	return errors.As(r.err, &t) && t.Timeout()
-}
+// redact keeps the API key out of an error's text.
+func (p *Provider) redact(err error) error { return provider.Redact(err, p.apiKey) }

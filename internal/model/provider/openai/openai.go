@@ -8,7 +8,6 @@ package openai
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -113,28 +112,5 @@ func (p *Provider) url(path, model string) string {
 	return p.base + "/openai/deployments/" + url.PathEscape(deployment) + "/" + path + "?api-version=" + url.QueryEscape(p.azure.APIVersion)
 }
 
-// redact keeps the API key out of an error's text, whatever the transport
-// put in it.
-func (p *Provider) redact(err error) error {
-	if p.apiKey == "" || !strings.Contains(err.Error(), p.apiKey) {
-		return err
-	}
-	return &redacted{msg: strings.ReplaceAll(err.Error(), p.apiKey, "<secret>"), err: err}
-}
-
-type redacted struct {
-	msg string
-	err error
-}
-
-func (r *redacted) Error() string { return r.msg }
-
-// Is keeps errors.Is working (context.Canceled, DeadlineExceeded) without
-// an Unwrap that would hand out the unredacted text.
-func (r *redacted) Is(target error) bool { return errors.Is(r.err, target) }
-
-// Timeout reports whether the underlying error was a timeout.
-func (r *redacted) Timeout() bool {
-	var t interface{ Timeout() bool }
-	return errors.As(r.err, &t) && t.Timeout()
-}
+// redact keeps the API key out of an error's text.
+func (p *Provider) redact(err error) error { return provider.Redact(err, p.apiKey) }
