@@ -103,6 +103,10 @@ forbid (principal, action == Action::"invoke_model", resource == Model::"forbidd
 forbid (principal, action == Action::"call_tool", resource == Tool::"send_email")
 when { context.args has to && context.args.to like "*@evil.test" };
 @id("crm-read") permit (principal, action == Action::"call_tool", resource == Tool::"read_customer");
+@id("pay-propose") permit (principal, action == Action::"call_tool", resource == Tool::"make_payment") when { context.phase == "proposed" };
+@id("pay-approve")
+@approval("required")
+permit (principal, action == Action::"call_tool", resource == Tool::"make_payment") when { context.phase == "invoke" };
 @id("no-mail-after-pii")
 @reason("no email once the session holds personal data")
 forbid (principal, action == Action::"call_tool", resource == Tool::"send_email")
@@ -135,6 +139,7 @@ policy:
       - {name: get_weather, args: {city: string}}
       - {name: send_email, args: {to: string}}
       - {name: read_customer, server: crm, labels: [pii], args: {id: string}}
+      - {name: make_payment, server: crm, args: {amount: long}}
 routing:
   retries: 1
   backoff_base: 1ms

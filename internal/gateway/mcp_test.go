@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -44,6 +46,11 @@ func crmServer(t *testing.T) string {
 	sdk.AddTool(srv, &sdk.Tool{Name: "drop_tables", Description: "Drop every table."}, func(context.Context, *sdk.CallToolRequest, struct{}) (*sdk.CallToolResult, any, error) {
 		return text("dropped"), nil, nil
 	})
+	sdk.AddTool(srv, &sdk.Tool{Name: "make_payment", Description: "Pay."}, func(_ context.Context, _ *sdk.CallToolRequest, in struct {
+		Amount int `json:"amount"`
+	}) (*sdk.CallToolResult, any, error) {
+		return text(fmt.Sprintf("paid %d", in.Amount)), nil, nil
+	})
 	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return srv }, nil)
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
@@ -82,7 +89,7 @@ mcp:
 		names = append(names, tool.Name)
 	}
 	sort.Strings(names)
-	if strings.Join(names, ",") != "crm__read_customer,crm__send_email" {
+	if strings.Join(names, ",") != "crm__make_payment,crm__read_customer,crm__send_email" {
 		t.Fatalf("listed %v", names)
 	}
 	call := func(name string, args map[string]any) (*sdk.CallToolResult, error) {
@@ -155,5 +162,71 @@ func TestProposedToolCallStripped(t *testing.T) {
 	msg = acc.Choices[0].Message
 	if len(msg.ToolCalls) != 1 || msg.ToolCalls[0].Function.Name != "get_weather" || !strings.Contains(msg.Content, "no mail to evil.test") {
 		t.Fatalf("streamed message %+v", msg)
+	}
+}
+
+// TestApprovalThroughGateway: a Cedar permit marked @approval("required")
+// holds the call until an admin answers through the admin API; a granted
+// approval lets it run once, a denied one refuses it.
+func TestApprovalThroughGateway(t *testing.T) {
+	upstream := crmServer(t)
+	tg, _ := startGateway(t, `
+approvals: {wait: 10s}
+mcp:
+  egress: {allow_private: true}
+  servers:
+    - {name: crm, transport: streamable-http, url: `+upstream+`}
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := sdk.NewClient(&sdk.Implementation{Name: "agent"}, nil)
+	cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: tg.URL + "/mcp",
+		HTTPClient: &http.Client{Transport: bearerRT{tg.ClientKey, http.DefaultTransport}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	// answer resolves the next pending approval with verb.
+	answer := func(verb string) {
+		for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			req, _ := http.NewRequest("GET", tg.URL+"/admin/v1/approvals?status=pending", nil)
+			req.Header.Set("Authorization", "Bearer "+tg.AdminKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				continue
+			}
+			var out struct {
+				Approvals []struct {
+					ID string `json:"id"`
+				} `json:"approvals"`
+			}
+			json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if len(out.Approvals) == 0 {
+				continue
+			}
+			req, _ = http.NewRequest("POST", tg.URL+"/admin/v1/approvals/"+out.Approvals[0].ID+"/"+verb, strings.NewReader(`{"note":"checked"}`))
+			req.Header.Set("Authorization", "Bearer "+tg.AdminKey)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+				return
+			}
+		}
+	}
+	pay := func() (*sdk.CallToolResult, error) {
+		return cs.CallTool(ctx, &sdk.CallToolParams{Name: "crm__make_payment", Arguments: map[string]any{"amount": 12}})
+	}
+	go answer("approve")
+	res, err := pay()
+	if err != nil || res.IsError || !strings.Contains(res.Content[0].(*sdk.TextContent).Text, "paid 12") {
+		t.Fatalf("approved payment: %v %+v", err, res)
+	}
+	go answer("deny")
+	if _, err := pay(); err == nil || !strings.Contains(err.Error(), "denied") {
+		t.Fatalf("denied payment: %v", err)
+	}
+	recs := auditRecords(t, tg, "kind=approval", 2)
+	if len(recs) < 2 {
+		t.Fatalf("approval steps not audited: %v", recs)
 	}
 }
