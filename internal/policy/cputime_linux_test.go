@@ -1,9 +1,6 @@
 package policy
 
 import (
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -22,16 +19,3 @@ func threadCPU() (time.Duration, bool) {
 	return time.Duration(ts.Nano()), true
 }
 
-// loadAverage returns the one-minute load average.
-func loadAverage() (float64, bool) {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0, false
-	}
-	v, err := strconv.ParseFloat(f[0], 64)
-	return v, err == nil
-}
