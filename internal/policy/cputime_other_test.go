@@ -6,4 +6,3 @@ import "time"
 
 // threadCPU is unavailable off Linux.
 func threadCPU() (time.Duration, bool) { return 0, false }
-
