@@ -9,6 +9,7 @@ import (
 
 	"github.com/agate-gateway/agate/internal/gateway"
 	"github.com/agate-gateway/agate/internal/identity"
+	"github.com/agate-gateway/agate/internal/store"
 )
 
 func runKeys(ctx context.Context, env *Env, args []string) error {
@@ -41,11 +42,7 @@ func keysCreate(ctx context.Context, env *Env, args []string) error {
 	if *name == "" {
 		return usageError{"--name is required"}
 	}
-	cfg, err := c.load()
-	if err != nil {
-		return err
-	}
-	s, err := gateway.OpenStore(ctx, cfg)
+	s, err := c.openStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -67,11 +64,7 @@ func keysList(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := c.load()
-	if err != nil {
-		return err
-	}
-	s, err := gateway.OpenStore(ctx, cfg)
+	s, err := c.openStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -112,11 +105,7 @@ func keysRevoke(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() != 1 {
 		return usageError{"usage: agate keys revoke [flags] ID|NAME"}
 	}
-	cfg, err := c.load()
-	if err != nil {
-		return err
-	}
-	s, err := gateway.OpenStore(ctx, cfg)
+	s, err := c.openStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -126,4 +115,13 @@ func keysRevoke(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "revoked %s\n", fs.Arg(0))
 	return nil
+}
+
+// openStore opens the durable store the common flags' config names.
+func (c *common) openStore(ctx context.Context) (*store.Store, error) {
+	cfg, err := c.load()
+	if err != nil {
+		return nil, err
+	}
+	return gateway.OpenStore(ctx, cfg)
 }

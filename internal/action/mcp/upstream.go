@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"net/http"
 	"os"
@@ -261,39 +262,20 @@ func (u *upstream) load(ctx context.Context, cs *sdk.ClientSession) error {
 	}
 	cat := catalogue{tools: map[string]*sdk.Tool{}, prompts: map[string]*sdk.Prompt{}, resources: map[string]*sdk.Resource{}, templates: map[string]*sdk.ResourceTemplate{}}
 	name := u.cfg.Name
+	ns := func(n string) string { return name + u.f.sep + n }
 	if caps.Tools != nil {
-		for t, err := range cs.Tools(lctx, nil) {
-			if err != nil {
-				return fmt.Errorf("list tools: %w", err)
-			}
-			ns := name + u.f.sep + t.Name
-			if _, dup := cat.tools[ns]; dup {
-				return fmt.Errorf("tool name clash: %q is listed twice", t.Name)
-			}
-			cat.tools[ns] = t
+		if err := collect(cs.Tools(lctx, nil), cat.tools, "tool", func(t *sdk.Tool) (string, string) { return ns(t.Name), t.Name }); err != nil {
+			return err
 		}
 	}
 	if caps.Prompts != nil {
-		for p, err := range cs.Prompts(lctx, nil) {
-			if err != nil {
-				return fmt.Errorf("list prompts: %w", err)
-			}
-			ns := name + u.f.sep + p.Name
-			if _, dup := cat.prompts[ns]; dup {
-				return fmt.Errorf("prompt name clash: %q is listed twice", p.Name)
-			}
-			cat.prompts[ns] = p
+		if err := collect(cs.Prompts(lctx, nil), cat.prompts, "prompt", func(p *sdk.Prompt) (string, string) { return ns(p.Name), p.Name }); err != nil {
+			return err
 		}
 	}
 	if caps.Resources != nil {
-		for r, err := range cs.Resources(lctx, nil) {
-			if err != nil {
-				return fmt.Errorf("list resources: %w", err)
-			}
-			if _, dup := cat.resources[r.URI]; dup {
-				return fmt.Errorf("resource clash: %q is listed twice", r.URI)
-			}
-			cat.resources[r.URI] = r
+		if err := collect(cs.Resources(lctx, nil), cat.resources, "resource", func(r *sdk.Resource) (string, string) { return r.URI, r.URI }); err != nil {
+			return err
 		}
 		for t, err := range cs.ResourceTemplates(lctx, nil) {
 			if err != nil {
@@ -303,6 +285,22 @@ func (u *upstream) load(ctx context.Context, cs *sdk.ClientSession) error {
 		}
 	}
 	return u.f.install(ctx, u, cat)
+}
+
+// collect puts what an upstream lists into m under the key key gives; an
+// item listed twice is a clash, rejected at load.
+func collect[T any](items iter.Seq2[T, error], m map[string]T, kind string, key func(T) (k, name string)) error {
+	for it, err := range items {
+		if err != nil {
+			return fmt.Errorf("list %ss: %w", kind, err)
+		}
+		k, n := key(it)
+		if _, dup := m[k]; dup {
+			return fmt.Errorf("%s name clash: %q is listed twice", kind, n)
+		}
+		m[k] = it
+	}
+	return nil
 }
 
 // announce re-adds a tool so that sessions are told the list changed.
