@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -54,7 +55,10 @@ type Logger struct {
 	seq    uint64
 	head   string
 	closed bool
-	queue  chan *pending
+	// stopping is set once Close is called, so that a batch stuck in
+	// retries gives up instead of holding the shutdown forever.
+	stopping atomic.Bool
+	queue    chan *pending
 
 	// owned by the committer goroutine
 	ckptSeq  uint64
@@ -128,7 +132,7 @@ func Open(ctx context.Context, cfg config.Audit, dataDir string, opts ...Option)
 	}
 	l := &Logger{
 		durability: cfg.Durability,
-		linger:     batchedLinger(cfg.Durability),
+		linger:     batchedLinger(cfg.Durability, cfg.BatchLinger),
 		urgent:     make(chan struct{}, 1),
 		rawArgs:    cfg.RawArgs,
 		maxBatch:   max(cfg.MaxBatch, 1),
@@ -374,14 +378,21 @@ func (l *Logger) append(ctx context.Context, r Record, wait bool) (Receipt, erro
 		}
 	}
 	l.seq, l.head = r.Seq, hash
+	full := len(l.queue) >= min(l.maxBatch, cap(l.queue))
 	<-l.turn
 	rc := Receipt{Chain: r.Chain, Seq: r.Seq, Hash: hash}
-	if !wait {
+	if !wait && !full {
 		return rc, nil
 	}
+	// A waiter, or a full batch already queued, ends the linger: under
+	// load the committer then writes as fast as batches fill instead of
+	// once per linger.
 	select {
 	case l.urgent <- struct{}{}:
 	default: // already signalled
+	}
+	if !wait {
+		return rc, nil
 	}
 	select {
 	case err := <-p.done:
@@ -445,14 +456,19 @@ func seal(r *Record) (body []byte, hash string, err error) {
 }
 
 // run is the committer: it drains the queue in batches until Close.
-// batchedLinger is the committer's linger in batched durability: up to
-// 10 ms more in the crash-loss window, for a commit per burst instead of
-// per record.
-func batchedLinger(durability string) time.Duration {
-	if durability == "batched" {
-		return 10 * time.Millisecond
+// batchedLinger is the committer's linger in batched durability. A group
+// commit's fixed cost (an fsync, WAL frames for the table and each index)
+// is the same for one record or a thousand; lingering turns a commit per
+// burst into a few per second at any rate, for that much more in the
+// crash-loss window.
+func batchedLinger(durability string, linger time.Duration) time.Duration {
+	if durability != "batched" {
+		return 0
 	}
-	return 0
+	if linger <= 0 {
+		return 100 * time.Millisecond
+	}
+	return linger
 }
 
 func (l *Logger) run() {
@@ -548,7 +564,8 @@ func (l *Logger) commit(batch []*pending, force, closing bool) {
 // writeAll hands b to every writer, retrying the ones that failed until a
 // durable writer has it. A writer that fails while another durable one
 // succeeds misses the batch (Verify of that writer shows the gap); the
-// failure is logged. While closing it gives up after a few attempts.
+// failure is logged. Once Close has been called it gives up after a few
+// attempts: a shutdown must end even when no writer can take the batch.
 func (l *Logger) writeAll(b Batch, closing bool) error {
 	took := make([]bool, len(l.writers))
 	errs := make([]error, len(l.writers))
@@ -586,7 +603,7 @@ func (l *Logger) writeAll(b Batch, closing bool) error {
 			return nil
 		}
 		err := errors.Join(errs...)
-		if closing && attempt >= 3 {
+		if (closing || l.stopping.Load()) && attempt >= 3 {
 			return fmt.Errorf("audit: no durable writer took the batch: %w", err)
 		}
 		l.log.Warn("audit batch not committed; retrying", "attempt", attempt, "err", err)
@@ -605,6 +622,7 @@ func (l *Logger) Close() error {
 		return nil
 	}
 	l.closed = true
+	l.stopping.Store(true)
 	close(l.queue)
 	<-l.turn
 	<-l.done

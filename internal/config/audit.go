@@ -15,6 +15,12 @@ type Audit struct {
 	// record). Allowed tool invocations are committed before they are
 	// released whatever this says.
 	Durability string `yaml:"durability"`
+	// BatchLinger is how long the committer gathers records in batched
+	// durability before one group commit (and fsync) writes them: the
+	// longest a batched record waits, and the crash-loss window. A record
+	// someone waits on (strict, or an allowed tool invocation) ends the
+	// linger at once. Default 100ms.
+	BatchLinger time.Duration `yaml:"batch_linger"`
 	// QueueSize bounds the records waiting for the committer; a full queue
 	// makes Log wait (never drop) until the caller's context ends.
 	QueueSize int `yaml:"queue_size"`
@@ -66,6 +72,9 @@ func (s *Audit) applyDefaults() {
 		// invocations) are committed durably whatever this says.
 		s.Durability = "batched"
 	}
+	if s.BatchLinger == 0 {
+		s.BatchLinger = 100 * time.Millisecond
+	}
 	if s.QueueSize == 0 {
 		s.QueueSize = 10000
 	}
@@ -111,6 +120,9 @@ func (s *Audit) validate(e *errs) {
 	case "sha256", "hmac-sha256":
 	default:
 		e.add("audit.args_digest", "must be sha256 or hmac-sha256, not %q", s.ArgsDigest)
+	}
+	if s.BatchLinger < time.Millisecond || s.BatchLinger > 10*time.Second {
+		e.add("audit.batch_linger", "must be between 1ms and 10s, not %s", s.BatchLinger)
 	}
 	if s.QueueSize < 1 {
 		e.add("audit.queue_size", "must be positive")

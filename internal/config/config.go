@@ -90,6 +90,12 @@ type StoreConfig struct {
 	// DSN is the PostgreSQL connection string; for SQLite it defaults to
 	// agate.db in the data directory.
 	DSN string `yaml:"dsn"`
+	// UsageFlushInterval is how long the usage ledger gathers entries
+	// before it commits them in one transaction. Longer means fewer
+	// commits (less CPU and I/O per request at any rate) and more usage
+	// entries lost if the process is killed; a graceful stop writes them
+	// all. Default 250ms.
+	UsageFlushInterval time.Duration `yaml:"usage_flush_interval"`
 }
 
 // Provider is one upstream model API.
@@ -388,6 +394,9 @@ func (c *Config) inheritRouting() error {
 	return nil
 }
 
+// DefaultUsageFlushInterval is the usage ledger's default batching window.
+const DefaultUsageFlushInterval = 250 * time.Millisecond
+
 func (c *Config) applyDefaults() {
 	for i := range c.Models {
 		for j := range c.Models[i].Targets {
@@ -403,6 +412,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ToolCalls.Mode == "" {
 		c.ToolCalls.Mode = "strip"
+	}
+	if c.Store.UsageFlushInterval == 0 {
+		c.Store.UsageFlushInterval = DefaultUsageFlushInterval
 	}
 	c.Identity.applyDefaults()
 	c.Delegation.applyDefaults()
@@ -474,6 +486,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		e.add("store.driver", "must be sqlite or postgres, not %q", c.Store.Driver)
+	}
+	if c.Store.UsageFlushInterval < time.Millisecond || c.Store.UsageFlushInterval > time.Minute {
+		e.add("store.usage_flush_interval", "must be between 1ms and 1m, not %s", c.Store.UsageFlushInterval)
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		e.add("tls", "cert_file and key_file go together")

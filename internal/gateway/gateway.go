@@ -74,18 +74,25 @@ type Gateway struct {
 const keyCacheTTL = 2 * time.Second
 
 // New builds a gateway from cfg. The caller closes it.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *Gateway, err error) {
-	g = &Gateway{cfg: cfg, log: log, metrics: telemetry.NewMetrics(), mux: http.NewServeMux()}
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
+	g := &Gateway{cfg: cfg, log: log, metrics: telemetry.NewMetrics(), mux: http.NewServeMux()}
 	defer func() {
 		if err != nil {
+			// Release what was opened before the failure (the data
+			// directory's lock among it).
 			g.Close()
 		}
 	}()
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, unlock)
 	if g.store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
 	g.closers = append(g.closers, g.store.Close)
-	g.ledger = store.NewLedger(g.store, log)
+	g.ledger = store.NewLedger(g.store, log, cfg.Store.UsageFlushInterval)
 	g.closers = append(g.closers, func() error { g.ledger.Close(); return nil })
 	if g.audit, err = audit.Open(ctx, cfg.Audit, cfg.DataDir, audit.WithLogger(log)); err != nil {
 		return nil, fmt.Errorf("open audit trail: %w", err)
@@ -149,7 +156,7 @@ func OpenStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
 }
 
 func buildProviders(cfg *config.Config) (map[string]provider.Provider, error) {
-	client := &http.Client{Transport: route.Transport(cfg.Routing.Timeouts)}
+	client := route.Transport(cfg.Routing.Timeouts)
 	out := map[string]provider.Provider{}
 	for _, pc := range cfg.Providers {
 		var p provider.Provider

@@ -232,21 +232,24 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 	if err != nil {
 		return routeError(r.Context(), fields.Model, err)
 	}
-	if res.Response.StatusCode < 300 {
-		c.usage, _ = usage.FromBody(op, out)
-		if op != provider.OpEmbeddings {
-			if out, err = h.governResponse(r.Context(), inv, op == provider.OpMessages, out); err != nil {
-				h.done(r.Context(), inv, c)
-				return err
-			}
+	upstreamBody := out
+	if res.Response.StatusCode < 300 && op != provider.OpEmbeddings {
+		if out, err = h.governResponse(r.Context(), inv, op == provider.OpMessages, out); err != nil {
+			c.usage, _ = usage.FromBody(op, upstreamBody)
+			h.done(r.Context(), inv, c)
+			return err
 		}
 	}
 	hdr.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(res.Response.StatusCode)
 	w.Write(out) //nolint:errcheck // a client that left is not an error of ours
-	// Send the answer now: the audit record, metrics, ledger entry and log
-	// line that follow are not the client's to wait for.
+	// Send the answer now: reading its usage, the audit record, metrics,
+	// ledger entry and log line that follow are not the client's to wait
+	// for.
 	http.NewResponseController(w).Flush() //nolint:errcheck // as above
+	if res.Response.StatusCode < 300 {
+		c.usage, _ = usage.FromBody(op, upstreamBody)
+	}
 	h.done(r.Context(), inv, c)
 	return nil
 }
@@ -284,7 +287,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	if size <= 0 || size > limit {
 		size = 4096
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1))
+	// ReadFrom wants bytes.MinRead of room before it reads: with less
+	// than that it would grow (copy) the buffer even for a body that fits.
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
 	switch {
@@ -338,6 +343,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 	rc.Flush() //nolint:errcheck // surfaces on the next write
 	rd := sse.NewReader(body, 0)
 	var out []byte
+	var events []sse.Event
 	finished := false
 	// dirty marks events written but not flushed. Flushing once per burst
 	// (when no further event is already buffered) saves a write system
@@ -350,7 +356,9 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 			}
 			dirty = false
 		}
-		ev, err := rd.Next()
+		// Each event is written before the next is read, so the reader's
+		// buffer can carry it: no copy, no garbage per event.
+		ev, err := rd.NextShared()
 		if err != nil {
 			if errors.Is(err, io.EOF) && finished {
 				return nil
@@ -369,9 +377,9 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 		if stripUsage && usage.IsUsageChunk(ev.Data) {
 			continue
 		}
-		events := []sse.Event{ev}
+		events = append(events[:0], ev)
 		if filter != nil {
-			if events, err = filter.Filter(ev); err != nil {
+			if events, err = filter.Filter(events[:0], ev); err != nil {
 				e := asError(err)
 				w.Write(streamErrorEvent(op, e.Message)) //nolint:errcheck
 				rc.Flush()                               //nolint:errcheck

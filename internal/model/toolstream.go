@@ -10,9 +10,13 @@ import (
 	"github.com/agate-gateway/agate/internal/model/sse"
 )
 
-// eventFilter sees each upstream stream event and returns what to send on.
+// eventFilter sees each upstream stream event and appends to dst what to
+// send on. ev.Data is the stream reader's buffer, valid only during the
+// call: a filter that holds an event back clones it. Appending to the
+// caller's slice keeps the common case — the event passes as it is —
+// free of allocation, which matters with a thousand streams open.
 type eventFilter interface {
-	Filter(ev sse.Event) ([]sse.Event, error)
+	Filter(dst []sse.Event, ev sse.Event) ([]sse.Event, error)
 }
 
 // chatToolFilter holds the tool-call deltas of an OpenAI chat stream until
@@ -33,21 +37,21 @@ type pendingCall struct {
 	args     strings.Builder
 }
 
-func (f *chatToolFilter) Filter(ev sse.Event) ([]sse.Event, error) {
+func (f *chatToolFilter) Filter(dst []sse.Event, ev sse.Event) ([]sse.Event, error) {
 	if bytes.Equal(ev.Data, []byte("[DONE]")) {
 		out, err := f.flushAll()
-		return append(out, ev), err
+		return append(append(dst, out...), ev), err
 	}
 	if len(f.pending) == 0 && !bytes.Contains(ev.Data, []byte(`"tool_calls"`)) {
-		return []sse.Event{ev}, nil
+		return append(dst, ev), nil
 	}
 	var top map[string]json.RawMessage
 	if json.Unmarshal(ev.Data, &top) != nil {
-		return []sse.Event{ev}, nil
+		return append(dst, ev), nil
 	}
 	var choices []map[string]json.RawMessage
 	if json.Unmarshal(top["choices"], &choices) != nil {
-		return []sse.Event{ev}, nil
+		return append(dst, ev), nil
 	}
 	f.head = top
 	var out []sse.Event
@@ -78,7 +82,7 @@ func (f *chatToolFilter) Filter(ev sse.Event) ([]sse.Event, error) {
 		if finished && len(f.pending[idx]) > 0 {
 			released, allowed, err := f.flush(idx)
 			if err != nil {
-				return nil, err
+				return dst, err
 			}
 			out = append(out, released...)
 			if allowed == 0 && string(finish) == `"tool_calls"` {
@@ -89,12 +93,13 @@ func (f *chatToolFilter) Filter(ev sse.Event) ([]sse.Event, error) {
 			keep = append(keep, ch)
 		}
 	}
+	dst = append(dst, out...)
 	if len(keep) == 0 && !hasUsage(top) {
-		return out, nil
+		return dst, nil
 	}
 	top["choices"], _ = json.Marshal(keep)
 	data, _ := json.Marshal(top)
-	return append(out, sse.Event{Type: ev.Type, Data: data}), nil
+	return append(dst, sse.Event{Type: ev.Type, Data: data}), nil
 }
 
 func hasContent(delta map[string]json.RawMessage) bool {
@@ -229,7 +234,7 @@ type heldBlock struct {
 	args     strings.Builder
 }
 
-func (f *messageToolFilter) Filter(ev sse.Event) ([]sse.Event, error) {
+func (f *messageToolFilter) Filter(dst []sse.Event, ev sse.Event) ([]sse.Event, error) {
 	switch ev.Type {
 	case "content_block_start":
 		var e struct {
@@ -241,14 +246,18 @@ func (f *messageToolFilter) Filter(ev sse.Event) ([]sse.Event, error) {
 			} `json:"content_block"`
 		}
 		if json.Unmarshal(ev.Data, &e) != nil || e.ContentBlock.Type != "tool_use" {
-			return []sse.Event{ev}, nil
+			return append(dst, ev), nil
 		}
 		if f.held == nil {
 			f.held = map[int]*heldBlock{}
 		}
-		f.held[e.Index] = &heldBlock{events: []sse.Event{ev}, id: e.ContentBlock.ID, name: e.ContentBlock.Name}
-		return nil, nil
+		f.held[e.Index] = &heldBlock{events: []sse.Event{clone(ev)}, id: e.ContentBlock.ID, name: e.ContentBlock.Name}
+		return dst, nil
 	case "content_block_delta", "content_block_stop":
+		if len(f.held) == 0 {
+			// No tool_use block is open: a text delta passes undecoded.
+			return append(dst, ev), nil
+		}
 		var e struct {
 			Index int `json:"index"`
 			Delta struct {
@@ -256,26 +265,33 @@ func (f *messageToolFilter) Filter(ev sse.Event) ([]sse.Event, error) {
 			} `json:"delta"`
 		}
 		if json.Unmarshal(ev.Data, &e) != nil {
-			return []sse.Event{ev}, nil
+			return append(dst, ev), nil
 		}
 		b := f.held[e.Index]
 		if b == nil {
-			return []sse.Event{ev}, nil
+			return append(dst, ev), nil
 		}
-		b.events = append(b.events, ev)
+		b.events = append(b.events, clone(ev))
 		if ev.Type == "content_block_delta" {
 			b.args.WriteString(e.Delta.PartialJSON)
-			return nil, nil
+			return dst, nil
 		}
 		delete(f.held, e.Index)
-		return f.decide(e.Index, b)
+		evs, err := f.decide(e.Index, b)
+		return append(dst, evs...), err
 	case "message_delta":
 		if f.denied > 0 && f.allowed == 0 && bytes.Contains(ev.Data, []byte(`"tool_use"`)) {
 			ev.Data = bytes.Replace(ev.Data, []byte(`"stop_reason":"tool_use"`), []byte(`"stop_reason":"end_turn"`), 1)
 		}
-		return []sse.Event{ev}, nil
+		return append(dst, ev), nil
 	}
-	return []sse.Event{ev}, nil
+	return append(dst, ev), nil
+}
+
+// clone gives an event held past the filter call its own copy of the data.
+func clone(ev sse.Event) sse.Event {
+	ev.Data = bytes.Clone(ev.Data)
+	return ev
 }
 
 func (f *messageToolFilter) decide(index int, b *heldBlock) ([]sse.Event, error) {

@@ -11,25 +11,43 @@ import (
 // so that a request never waits for the database. Entries are not dropped:
 // when the queue is full, Record waits for room.
 type Ledger struct {
-	store *Store
-	log   *slog.Logger
-	queue chan UsageEntry
-	done  chan struct{}
-	once  sync.Once
+	store  *Store
+	log    *slog.Logger
+	queue  chan UsageEntry
+	done   chan struct{}
+	once   sync.Once
+	linger time.Duration
+	// full ends the linger early once a whole batch is waiting, so that
+	// under load the ledger commits as fast as batches fill.
+	full chan struct{}
 }
 
 // ledgerBatch is the most entries committed in one transaction.
 const ledgerBatch = 512
 
-// NewLedger starts a ledger writing to s.
-func NewLedger(s *Store, log *slog.Logger) *Ledger {
-	l := &Ledger{store: s, log: log, queue: make(chan UsageEntry, 8192), done: make(chan struct{})}
+// NewLedger starts a ledger writing to s. Once it holds an entry it waits
+// linger for more before it commits them together (DefaultLinger when
+// linger is 0).
+func NewLedger(s *Store, log *slog.Logger, linger time.Duration) *Ledger {
+	if linger <= 0 {
+		linger = DefaultLinger
+	}
+	l := &Ledger{store: s, log: log, queue: make(chan UsageEntry, 8192), done: make(chan struct{}), linger: linger,
+		full: make(chan struct{}, 1)}
 	go l.run()
 	return l
 }
 
 // Record queues e for writing.
-func (l *Ledger) Record(e UsageEntry) { l.queue <- e }
+func (l *Ledger) Record(e UsageEntry) {
+	l.queue <- e
+	if len(l.queue) >= ledgerBatch {
+		select {
+		case l.full <- struct{}{}:
+		default: // already signalled
+		}
+	}
+}
 
 // Close writes what is queued and stops the writer.
 func (l *Ledger) Close() {
@@ -39,18 +57,26 @@ func (l *Ledger) Close() {
 	})
 }
 
-// ledgerLinger is how long the writer waits to fill a batch once it has
-// one entry: a few milliseconds of delay in the ledger spare the database
-// a transaction per request under load.
-const ledgerLinger = 20 * time.Millisecond
+// DefaultLinger is how long the writer waits to fill a batch once it has
+// one entry. A transaction costs the same fixed CPU and I/O (locks, WAL
+// frames for the table and its index) whatever it holds, and on a small
+// machine that cost competes with the requests themselves: a quarter of a
+// second turns a transaction per few requests into a handful per second
+// at any rate, for a quarter of a second of usage at risk in a crash.
+const DefaultLinger = 250 * time.Millisecond
 
 func (l *Ledger) run() {
 	defer close(l.done)
 	batch := make([]UsageEntry, 0, ledgerBatch)
 	for e := range l.queue {
-		// Sleep, then take what came meanwhile: one wake-up and one
+		// Wait, then take what came meanwhile: one wake-up and one
 		// transaction per burst rather than per request.
-		time.Sleep(ledgerLinger)
+		t := time.NewTimer(l.linger)
+		select {
+		case <-t.C:
+		case <-l.full:
+		}
+		t.Stop()
 		batch = append(batch[:0], e)
 		open := true
 	fill:

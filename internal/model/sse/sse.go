@@ -78,6 +78,17 @@ func (r *Reader) Buffered() bool {
 // line longer than the limit yields an error wrapping ErrLineTooLong; other
 // errors are the underlying reader's.
 func (r *Reader) Next() (Event, error) {
+	ev, err := r.NextShared()
+	if err == nil {
+		ev = owned(ev)
+	}
+	return ev, err
+}
+
+// NextShared is Next without the copy: the event's Data is the reader's
+// own buffer, valid only until the next call. A relay that writes each
+// event before reading the next one makes no garbage per event this way.
+func (r *Reader) NextShared() (Event, error) {
 	for {
 		line, err := r.readLine()
 		if err != nil {
@@ -98,16 +109,25 @@ func (r *Reader) Next() (Event, error) {
 	}
 }
 
+// owned gives ev its own copy of the data, which dispatch shares with the
+// parser.
+func owned(ev Event) Event {
+	ev.Data = bytes.Clone(ev.Data)
+	if ev.Data == nil {
+		ev.Data = []byte{}
+	}
+	return ev
+}
+
+// dispatch ends the event being assembled. Its Data is the parser's
+// buffer, reused by the next event.
 func (r *parser) dispatch() (Event, bool) {
 	r.pending = false
 	if !r.hasData {
 		r.typ = ""
 		return Event{}, false
 	}
-	ev := Event{Type: r.typ, Data: bytes.Clone(r.data), ID: r.id}
-	if ev.Data == nil {
-		ev.Data = []byte{}
-	}
+	ev := Event{Type: r.typ, Data: r.data, ID: r.id}
 	r.typ, r.data, r.hasData = "", r.data[:0], false
 	return ev, true
 }
@@ -274,7 +294,7 @@ func (d *Decoder) Write(p []byte) (int, error) {
 func (d *Decoder) processLine(line []byte) {
 	if len(line) == 0 {
 		if ev, ok := d.dispatch(); ok {
-			d.fn(ev)
+			d.fn(owned(ev))
 		}
 		return
 	}
@@ -293,7 +313,7 @@ func (d *Decoder) Close() error {
 	}
 	if d.pending {
 		if ev, ok := d.dispatch(); ok {
-			d.fn(ev)
+			d.fn(owned(ev))
 		}
 	}
 	return nil

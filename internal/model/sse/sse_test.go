@@ -176,6 +176,20 @@ func FuzzReader(f *testing.F) {
 		if !sameEvents(whole, bytewise, true) {
 			t.Fatalf("whole %q != bytewise %q", whole, bytewise)
 		}
+		// NextShared yields the same events, each valid until the next
+		// call: copied at once, they match what Next returned.
+		shared := NewReader(iotest.OneByteReader(bytes.NewReader(in)), max)
+		var copied []Event
+		for {
+			ev, err := shared.NextShared()
+			if err != nil {
+				break
+			}
+			copied = append(copied, Event{Type: ev.Type, Data: append([]byte{}, ev.Data...), ID: ev.ID})
+		}
+		if !sameEvents(whole, copied, true) {
+			t.Fatalf("NextShared %q != Next %q", copied, whole)
+		}
 		for _, n := range []int{1, 3, 17} {
 			pushed, err := decodeAll(t, split(in, n), max)
 			if err != nil || !sameEvents(whole, pushed, true) {

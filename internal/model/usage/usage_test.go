@@ -190,3 +190,13 @@ func TestStringFieldLen(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkFromChat(b *testing.B) {
+	body := []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"upstream-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there! This is a reply of about sixteen tokens, give or take a few."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28,"prompt_tokens_details":{"cached_tokens":4}}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if u, ok := FromChat(body); !ok || u.Output != 16 || u.CachedInput != 4 {
+			b.Fatal(u, ok)
+		}
+	}
+}

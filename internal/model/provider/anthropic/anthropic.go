@@ -33,16 +33,16 @@ type Provider struct {
 	endpoint string
 	apiKey   string
 	headers  map[string]string
-	client   *http.Client
+	client   http.RoundTripper
 	now      func() time.Time
 }
 
 var _ provider.Provider = (*Provider)(nil)
 
-// New returns a provider for cfg sending with client (a client of its own
+// New returns a provider for cfg sending with client (http.DefaultTransport
 // when nil). base_url is the API root without /v1, as in Anthropic's SDKs;
 // one ending in /v1 is accepted too.
-func New(cfg config.Provider, client *http.Client) (*Provider, error) {
+func New(cfg config.Provider, client http.RoundTripper) (*Provider, error) {
 	base := strings.TrimRight(cfg.BaseURL, "/")
 	if base == "" {
 		base = DefaultBaseURL
@@ -59,7 +59,7 @@ func New(cfg config.Provider, client *http.Client) (*Provider, error) {
 		endpoint = base + "/messages"
 	}
 	if client == nil {
-		client = &http.Client{}
+		client = http.DefaultTransport
 	}
 	return &Provider{name: cfg.Name, endpoint: endpoint, apiKey: cfg.APIKey.Reveal(), headers: cfg.Headers, client: client, now: time.Now}, nil
 }
@@ -107,7 +107,11 @@ func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Res
 	for k, v := range p.headers {
 		h.Set(k, v)
 	}
-	resp, err := p.client.Do(hreq)
+	// RoundTrip, not a Client: an API call is never redirected
+	// (a redirected POST would carry the credential elsewhere), and the
+	// client's per-request header copying and redirect state are not
+	// needed.
+	resp, err := p.client.RoundTrip(hreq)
 	if err != nil {
 		return nil, p.redact(fmt.Errorf("anthropic provider %q: %w", p.name, err))
 	}

@@ -228,7 +228,7 @@ func (leakyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestErrorsNeverContainKey(t *testing.T) {
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
-	for _, client := range []*http.Client{nil, {Transport: leakyTransport{}}} {
+	for _, client := range []http.RoundTripper{nil, leakyTransport{}} {
 		p, err := New(config.Provider{Name: "an", BaseURL: closed.URL, APIKey: key}, client)
 		if err != nil {
 			t.Fatal(err)

@@ -29,16 +29,16 @@ type Provider struct {
 	apiKey  string
 	headers map[string]string
 	azure   *config.Azure
-	client  *http.Client
+	client  http.RoundTripper
 	now     func() time.Time
 }
 
 var _ provider.Provider = (*Provider)(nil)
 
-// New returns a provider for cfg sending with client (a client of its own
+// New returns a provider for cfg sending with client (http.DefaultTransport
 // when nil). With cfg.Azure set, URLs and the credential header follow
 // Azure OpenAI.
-func New(cfg config.Provider, client *http.Client) (*Provider, error) {
+func New(cfg config.Provider, client http.RoundTripper) (*Provider, error) {
 	base := strings.TrimRight(cfg.BaseURL, "/")
 	if base == "" {
 		if cfg.Azure != nil {
@@ -54,7 +54,7 @@ func New(cfg config.Provider, client *http.Client) (*Provider, error) {
 		return nil, fmt.Errorf("openai provider %q: azure needs api_version", cfg.Name)
 	}
 	if client == nil {
-		client = &http.Client{}
+		client = http.DefaultTransport
 	}
 	return &Provider{name: cfg.Name, base: base, apiKey: cfg.APIKey.Reveal(), headers: cfg.Headers, azure: cfg.Azure, client: client, now: time.Now}, nil
 }
@@ -94,7 +94,11 @@ func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Res
 	for k, v := range p.headers {
 		hreq.Header.Set(k, v)
 	}
-	resp, err := p.client.Do(hreq)
+	// RoundTrip, not a Client: an API call is never redirected
+	// (a redirected POST would carry the credential elsewhere), and the
+	// client's per-request header copying and redirect state are not
+	// needed.
+	resp, err := p.client.RoundTrip(hreq)
 	if err != nil {
 		return nil, p.redact(fmt.Errorf("openai provider %q: %w", p.name, err))
 	}

@@ -202,11 +202,11 @@ func TestErrorsNeverContainKey(t *testing.T) {
 	tests := []struct {
 		name   string
 		cfg    config.Provider
-		client *http.Client
+		client http.RoundTripper
 	}{
 		{"connection refused", config.Provider{Name: "oa", BaseURL: closed.URL, APIKey: key}, nil},
-		{"leaky transport", config.Provider{Name: "oa", BaseURL: "https://example.invalid", APIKey: key}, &http.Client{Transport: leakyTransport{}}},
-		{"leaky transport azure", config.Provider{Name: "oa", BaseURL: "https://example.invalid", APIKey: key, Azure: &config.Azure{APIVersion: "v"}}, &http.Client{Transport: leakyTransport{}}},
+		{"leaky transport", config.Provider{Name: "oa", BaseURL: "https://example.invalid", APIKey: key}, leakyTransport{}},
+		{"leaky transport azure", config.Provider{Name: "oa", BaseURL: "https://example.invalid", APIKey: key, Azure: &config.Azure{APIVersion: "v"}}, leakyTransport{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
