@@ -12,6 +12,8 @@ func TestAuditBadConfigs(t *testing.T) {
 		"audit-durability.bad.yaml": {
 			`audit-durability.bad.yaml:2: audit.durability: must be strict or batched, not "eventually"`,
 			`audit-durability.bad.yaml:3: audit.args_digest: must be sha256 or hmac-sha256, not "md5"`,
+			`audit-durability.bad.yaml:4: audit.batch_linger: must be between 1ms and 10s, not 1m0s`,
+			`audit-durability.bad.yaml:6: store.usage_flush_interval: must be between 1ms and 1m, not 2h0m0s`,
 		},
 		"audit-postgres.bad.yaml": {
 			"audit-postgres.bad.yaml:4: audit.writers[1].dsn: is required for the postgres writer",
@@ -41,8 +43,11 @@ func TestAuditDefaults(t *testing.T) {
 	a := Default().Audit
 	if a.Durability != "batched" || a.QueueSize != 10000 || a.MaxBatch != 1000 || a.CheckpointEvery != 1000 ||
 		a.CheckpointInterval != time.Minute || a.KeyFile != "audit-signing.key" || a.RawArgs ||
-		a.ArgsDigest != "sha256" || a.ArgsKeyFile != "audit-args.key" {
+		a.ArgsDigest != "sha256" || a.ArgsKeyFile != "audit-args.key" || a.BatchLinger != 100*time.Millisecond {
 		t.Errorf("defaults: %+v", a)
+	}
+	if d := Default().Store.UsageFlushInterval; d != 250*time.Millisecond {
+		t.Errorf("usage flush interval %s", d)
 	}
 	if len(a.Writers) != 1 || a.Writers[0] != (AuditWriter{Type: "sqlite", Path: "audit.db", Table: "agate_audit"}) {
 		t.Errorf("default writers: %+v", a.Writers)
