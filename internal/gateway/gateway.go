@@ -132,6 +132,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Gateway,
 			g.modelDone(ctx, o)
 		},
 	}
+	// Registered after the ledger and the audit trail, so closed before
+	// them: what it still holds reaches both.
+	after := newAfterwork(4096)
+	g.closers = append(g.closers, after.Close)
+	g.model.After = after.Do
 	if cfg.ToolCalls.Mode != "off" {
 		g.model.Tools = toolGate{g}
 	}

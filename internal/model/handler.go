@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agate-gateway/agate/internal/identity"
@@ -88,6 +89,13 @@ type Handler struct {
 	ToolMode ToolMode
 	// Done, when set, is told the outcome of every routed invocation.
 	Done func(ctx context.Context, o *Outcome)
+	// After, when set, runs the accounting of a finished stream (Done,
+	// metrics, the ledger entry) once the handler has returned: a
+	// chunked stream only ends for the client when the handler returns,
+	// so accounting done first would hold its last byte back. After must
+	// run every function it is given, and may run it on another
+	// goroutine.
+	After func(func())
 	Now  func() time.Time
 }
 
@@ -118,6 +126,10 @@ type call struct {
 	stream  bool
 	usage   usage.Usage
 	started time.Time
+	ended   time.Time
+	// streamed holds the invocation of a stream that reached the client,
+	// whose outcome serve reports once the stream has ended.
+	streamed *Invocation
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op provider.Op, d Dialect, routeName string) {
@@ -139,7 +151,24 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op provider.Op, 
 			h.Log.Warn("model request failed", "request_id", telemetry.RequestID(r.Context()), "route", routeName, "model", c.model, "status", e.Status, "err", err)
 		}
 	}
-	h.finish(r, c)
+	c.ended = h.now()
+	if c.streamed == nil {
+		h.finish(r.Context(), c)
+		return
+	}
+	// The request's context ends with the handler; the accounting still
+	// needs its values (request id, principal) and, for the session
+	// spend, a context that is not cancelled.
+	ctx := context.WithoutCancel(r.Context())
+	account := func() {
+		h.done(ctx, c.streamed, c)
+		h.finish(ctx, c)
+	}
+	if h.After == nil {
+		account()
+		return
+	}
+	h.After(account)
 }
 
 // errStreamStarted marks an error that happened after a response began;
@@ -225,7 +254,7 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 				c.status = 499 // client closed the request, as nginx counts it
 			}
 		}
-		h.done(r.Context(), inv, c)
+		c.streamed = inv
 		return err
 	}
 	out, err := io.ReadAll(io.LimitReader(res.Response.Body, maxResponseBytes))
@@ -258,8 +287,12 @@ func (h *Handler) done(ctx context.Context, inv *Invocation, c *call) {
 	if h.Done == nil {
 		return
 	}
+	end := c.ended
+	if end.IsZero() {
+		end = h.now()
+	}
 	h.Done(ctx, &Outcome{Invocation: *inv, Target: c.target, Status: c.status, Usage: c.usage,
-		CostUSD: h.cost(c), Latency: h.now().Sub(c.started)})
+		CostUSD: h.cost(c), Latency: end.Sub(c.started)})
 }
 
 func (h *Handler) cost(c *call) float64 {
@@ -340,7 +373,8 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	rc.Flush() //nolint:errcheck // surfaces on the next write
+	hold := holdHeaders(rc)
+	defer hold.release()
 	rd := sse.NewReader(body, 0)
 	var out []byte
 	var events []sse.Event
@@ -366,6 +400,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 			if r.Context().Err() != nil {
 				return errStreamStarted
 			}
+			hold.release()
 			w.Write(streamErrorEvent(op, "the upstream stream was interrupted before it finished")) //nolint:errcheck
 			rc.Flush()                                                                              //nolint:errcheck
 			return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream stream interrupted", Cause: errors.Join(errStreamStarted, err)}
@@ -381,6 +416,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 		if filter != nil {
 			if events, err = filter.Filter(events[:0], ev); err != nil {
 				e := asError(err)
+				hold.release()
 				w.Write(streamErrorEvent(op, e.Message)) //nolint:errcheck
 				rc.Flush()                               //nolint:errcheck
 				e.Cause = errStreamStarted
@@ -394,6 +430,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 		if len(out) == 0 {
 			continue
 		}
+		hold.release()
 		if _, err := w.Write(out); err != nil {
 			return errStreamStarted
 		}
@@ -408,6 +445,48 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 			return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream stream ended with an error", Cause: errStreamStarted}
 		}
 	}
+}
+
+// headerHold is the time a stream's response headers wait for its first
+// event, so that both leave in one write: one system call and one packet
+// less before the first token. A model slow to its first token still has
+// its headers sent after this long, for clients that time out waiting
+// for them.
+const headerHold = 20 * time.Millisecond
+
+// heldHeaders sends a stream's headers after headerHold unless the first
+// event went first. The mutex serializes the timer's flush with the
+// relay's first write; after release the relay writes without it.
+type heldHeaders struct {
+	mu    sync.Mutex
+	done  bool
+	timer *time.Timer
+}
+
+func holdHeaders(rc *http.ResponseController) *heldHeaders {
+	h := &heldHeaders{}
+	h.timer = time.AfterFunc(headerHold, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if !h.done {
+			h.done = true
+			rc.Flush() //nolint:errcheck // surfaces on the relay's next write
+		}
+	})
+	return h
+}
+
+// release ends the hold: from now on the relay owns the writer. Once it
+// has returned, the timer's function either ran or will do nothing.
+func (h *heldHeaders) release() {
+	if h.timer == nil {
+		return
+	}
+	h.timer.Stop()
+	h.mu.Lock()
+	h.done = true
+	h.mu.Unlock()
+	h.timer = nil
 }
 
 // isTerminal reports whether ev is its dialect's last event of a stream.
@@ -444,8 +523,8 @@ func (h *Handler) now() time.Time {
 }
 
 // finish records metrics, the log line and the ledger entry of a request.
-func (h *Handler) finish(r *http.Request, c *call) {
-	elapsed := h.now().Sub(c.started)
+func (h *Handler) finish(ctx context.Context, c *call) {
+	elapsed := c.ended.Sub(c.started)
 	status := strconv.Itoa(c.status)
 	target := c.target
 	if target == "" {
@@ -464,10 +543,10 @@ func (h *Handler) finish(r *http.Request, c *call) {
 			h.Metrics.Cost.WithLabelValues(c.model, c.target).Add(cost)
 		}
 	}
-	p, _ := identity.FromContext(r.Context())
+	p, _ := identity.FromContext(ctx)
 	if h.Ledger != nil && p != nil && c.model != "" {
 		h.Ledger.Record(store.UsageEntry{
-			RequestID: telemetry.RequestID(r.Context()), Time: c.started, KeyID: p.CredentialID, Team: p.Team, Subject: p.Subject,
+			RequestID: telemetry.RequestID(ctx), Time: c.started, KeyID: p.CredentialID, Team: p.Team, Subject: p.Subject,
 			Route: c.route, Model: c.model, Target: c.target,
 			InputTokens: int64(c.usage.Input), OutputTokens: int64(c.usage.Output), CachedTokens: int64(c.usage.CachedInput),
 			Estimated: c.usage.Estimated, CostUSD: cost, Latency: elapsed, Status: c.status, Stream: c.stream,

@@ -1,0 +1,106 @@
+package model
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agate-gateway/agate/internal/config"
+	"github.com/agate-gateway/agate/internal/identity"
+	"github.com/agate-gateway/agate/internal/model/provider"
+	"github.com/agate-gateway/agate/internal/model/route"
+	"github.com/agate-gateway/agate/internal/telemetry"
+)
+
+// gatedRouter streams body only once gate is closed.
+type gatedRouter struct {
+	body string
+	gate chan struct{}
+}
+
+func (g *gatedRouter) Has(string) bool  { return true }
+func (g *gatedRouter) Models() []string { return []string{"m"} }
+func (g *gatedRouter) Do(context.Context, string, *provider.Request) (*route.Result, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		<-g.gate
+		io.WriteString(pw, g.body) //nolint:errcheck // the test reads what arrives
+		pw.Close()
+	}()
+	return &route.Result{
+		Target:   config.Target{Provider: "p", Model: "m"},
+		Response: &provider.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: pr},
+	}, nil
+}
+
+// A stream's headers wait a little for its first event, to leave in one
+// write with it, but not for a model slow to its first token: the client
+// has them while the upstream has sent nothing yet.
+func TestStreamHeadersDoNotWaitForASlowFirstEvent(t *testing.T) {
+	rt := &gatedRouter{body: "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n", gate: make(chan struct{})}
+	h := &Handler{Router: rt, Metrics: telemetry.NewMetrics(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeChat(w, r.WithContext(identity.NewContext(r.Context(), &identity.Principal{Subject: "u"})))
+	}))
+	defer srv.Close()
+	defer close(rt.gate)
+
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+		got <- result{resp, err}
+	}()
+	var res result
+	select {
+	case res = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no response headers while the upstream had not sent its first event")
+	}
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	defer res.resp.Body.Close()
+	if res.resp.StatusCode != 200 || res.resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("got %d %v", res.resp.StatusCode, res.resp.Header)
+	}
+	rt.gate <- struct{}{}
+	line, err := bufio.NewReader(res.resp.Body).ReadString('\n')
+	if err != nil || !strings.Contains(line, `"hi"`) {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+}
+
+// A stream's outcome is handed to After, to be reported once the handler
+// has returned; a plain answer's is reported before.
+func TestStreamAccountingRunsAfter(t *testing.T) {
+	var later []func()
+	var outcomes []*Outcome
+	h := &Handler{Router: &cannedRouter{body: benchStream(), stream: true}, Metrics: telemetry.NewMetrics(),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20,
+		Done:  func(_ context.Context, o *Outcome) { outcomes = append(outcomes, o) },
+		After: func(f func()) { later = append(later, f) }}
+	req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+	req = req.WithContext(identity.NewContext(req.Context(), &identity.Principal{Subject: "u"}))
+	w := httptest.NewRecorder()
+	h.ServeChat(w, req)
+	if !strings.HasSuffix(w.Body.String(), "data: [DONE]\n\n") {
+		t.Fatalf("stream: %q", w.Body.String())
+	}
+	if len(outcomes) != 0 || len(later) != 1 {
+		t.Fatalf("before After ran: %d outcomes, %d deferred", len(outcomes), len(later))
+	}
+	later[0]()
+	if len(outcomes) != 1 || outcomes[0].Usage.Output != 16 || outcomes[0].Status != 200 || outcomes[0].Latency <= 0 {
+		t.Fatalf("outcome: %+v", outcomes)
+	}
+}
