@@ -96,7 +96,7 @@ type Handler struct {
 	// run every function it is given, and may run it on another
 	// goroutine.
 	After func(func())
-	Now  func() time.Time
+	Now   func() time.Time
 }
 
 // maxResponseBytes bounds a non-streamed upstream answer held in memory.
