@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go"
 
@@ -46,8 +47,13 @@ type Catalog struct {
 	tools   map[string]Tool
 	// argTypes is the type of every argument any tool declares.
 	argTypes map[string]string
+	// argNames maps each argument name to itself, so a decision can
+	// name a record attribute without allocating a copy of the name.
+	argNames map[string]string
 	toolList []string
 	entities cedar.EntityMap
+	// scratch pools the working memory of decisions.
+	scratch sync.Pool
 }
 
 // CatalogFromConfig builds the catalogue of a config: every model under
@@ -98,6 +104,7 @@ func NewCatalog(models []Model, servers []Server, tools []Tool) (*Catalog, error
 		servers:  map[string]Server{},
 		tools:    map[string]Tool{},
 		argTypes: map[string]string{},
+		argNames: map[string]string{},
 		entities: cedar.EntityMap{},
 	}
 	var problems []string
@@ -161,7 +168,7 @@ func NewCatalog(models []Model, servers []Server, tools []Tool) (*Catalog, error
 				bad("tool %q: argument %q is %s but %s in tool %q", t.Name, name, typ, prev, argOwner[name])
 				continue
 			}
-			c.argTypes[name], argOwner[name] = typ, t.Name
+			c.argTypes[name], c.argNames[name], argOwner[name] = typ, name, t.Name
 		}
 		t.Args = norm
 		c.tools[t.Name] = t

@@ -77,8 +77,11 @@ func (s *Set) Decide(req Request) Decision {
 	if !typeOK {
 		return deny(s.version, "action %s does not apply to a %s", req.Action, req.Resource.Type)
 	}
-	principal := principalEntity(p, s.needs)
-	ents := &entities{cat: s.catalog.entities}
+	sc := s.catalog.getScratch()
+	defer s.catalog.putScratch(sc)
+	pv := s.principals.get(p, s.needs)
+	ents := &sc.ents
+	ents.cat = s.catalog.entities
 	resUID := cedar.NewEntityUID(cedar.EntityType(req.Resource.Type), cedar.String(req.Resource.ID))
 	if res, ok := s.catalog.entities[resUID]; ok {
 		// The resource is looked up by most policies: first in line.
@@ -86,7 +89,7 @@ func (s *Set) Decide(req Request) Decision {
 	}
 	// The principal goes before a delegation target, so an agent
 	// delegating to itself keeps its attributes.
-	ents.add(principal)
+	ents.add(pv.entity)
 	switch req.Resource.Type {
 	case ResourceModel:
 		if _, ok := s.catalog.models[req.Resource.ID]; !ok {
@@ -119,14 +122,14 @@ func (s *Set) Decide(req Request) Decision {
 	if req.Session != nil && req.Session.ID != "" && s.needs.sessionEntity {
 		ents.add(sessionEntity(req.Session))
 	}
-	ctx, err := s.catalog.buildContext(&req, s.needs)
+	ctx, err := s.catalog.buildContext(sc, &req, s.needs, &pv)
 	if err != nil {
 		d := deny(s.version, "%v", err)
 		d.Errors = []string{err.Error()}
 		return d
 	}
 	creq := cedar.Request{
-		Principal: principal.UID,
+		Principal: pv.entity.UID,
 		Action:    cedar.NewEntityUID(typeAction, cedar.String(req.Action)),
 		Resource:  resUID,
 		Context:   ctx,
@@ -163,8 +166,8 @@ func (s *Set) Decide(req Request) Decision {
 	default:
 		d.Reason = fmt.Sprintf("no policy permits %s on %s", req.Action, req.Resource)
 	}
-	if sh := s.shadow[req.Action].policies(creq.Resource); len(sh) > 0 {
-		d.Shadow = s.decideShadow(sh, ents, creq, d.Effect, forbidden, len(d.Errors) > 0, approval)
+	if sh := s.shadow[req.Action].policies(creq.Resource); len(sh.list) > 0 {
+		d.Shadow = s.decideShadow(sh.list, ents, creq, d.Effect, forbidden, len(d.Errors) > 0, approval)
 	}
 	return d
 }

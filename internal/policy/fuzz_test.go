@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/agate-gateway/agate/internal/identity"
@@ -43,6 +46,46 @@ func FuzzDecideRequest(f *testing.F) {
 		d := set.Decide(req)
 		if d.Effect != Allow && d.Effect != Deny && d.Effect != ApprovalRequired {
 			t.Fatalf("effect %q", d.Effect)
+		}
+	})
+}
+
+// FuzzScanArgs checks the scanner that splits tool arguments without
+// decoding them against encoding/json: wherever it accepts an input, it
+// must find the same declared members with the same values, and it must
+// accept every valid object whose text needs no unescaping.
+func FuzzScanArgs(f *testing.F) {
+	for _, s := range []string{`{}`, `{"amount": 5, "to": "a"}`, ` { "to" : "}\"{" , "amount":-1.5e3 } `, `{"tags": ["a", {"b": [1]}], "to": null}`,
+		`{"amount": 1, "amount": null}`, `{"amount": null, "amount": 2}`, `{"t\u006f": "x"}`, `{"to": "é"}`, `{"é": 1}`, `{"to": "a"`, `[]`, `{"urgent":true,"rate":0}`} {
+		f.Add(s)
+	}
+	cat := testCatalog(f)
+	byName := func(a, b argField) int { return strings.Compare(a.name, b.name) }
+	f.Fuzz(func(t *testing.T, s string) {
+		raw := bytes.TrimSpace([]byte(s))
+		if len(raw) == 0 {
+			return
+		}
+		got, ok := cat.scanArgs(nil, raw)
+		want, err := cat.decodeArgs(nil, raw)
+		if !ok {
+			if json.Valid(raw) && raw[0] == '{' && bytes.IndexByte(raw, '\\') < 0 && !slices.ContainsFunc(raw, func(b byte) bool { return b >= 0x80 }) {
+				t.Fatalf("declined %q", raw)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("accepted %q, which encoding/json rejects: %v", raw, err)
+		}
+		slices.SortFunc(got, byName)
+		slices.SortFunc(want, byName)
+		if len(got) != len(want) {
+			t.Fatalf("%q: scanned %q, decoded %q", raw, got, want)
+		}
+		for i := range got {
+			if got[i].name != want[i].name || !bytes.Equal(got[i].value, want[i].value) {
+				t.Fatalf("%q: scanned %q, decoded %q", raw, got, want)
+			}
 		}
 	})
 }

@@ -566,11 +566,12 @@ func TestContextConformsToSchema(t *testing.T) {
 			RecentToolCounts: map[string]int64{"pay": 1}, LastTools: []string{"pay"}, RecentWindow: time.Minute},
 	}
 	all := allNeeds()
-	ctx, err := cat.buildContext(&req, all)
+	pv := newPrincipalValues(p, all)
+	ctx, err := cat.buildContext(&scratch{}, &req, all, &pv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	principal := principalEntity(p, all)
+	principal := pv.entity
 	creq := cedar.Request{Principal: principal.UID, Action: cedar.NewEntityUID(typeAction, "call_tool"), Resource: cedar.NewEntityUID(typeTool, "pay"), Context: ctx}
 	if err := v.Request(creq); err != nil {
 		t.Errorf("request does not conform: %v", err)

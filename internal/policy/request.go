@@ -1,14 +1,10 @@
 package policy
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
 	"net/netip"
-	"sort"
-	"strconv"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
@@ -172,6 +168,29 @@ func principalEntity(p *identity.Principal, need *needs) cedar.Entity {
 	return e
 }
 
+// delegationRecord is context.delegation for p, with the attributes the
+// policies read.
+func delegationRecord(p *identity.Principal, need *needs) cedar.Record {
+	d := make(cedar.RecordMap, len(need.delegationAttrs))
+	for _, name := range need.delegationAttrs {
+		switch name {
+		case "depth":
+			d["depth"] = cedar.Long(p.Depth())
+		case "chain":
+			chain := make([]string, len(p.Chain))
+			for i, a := range p.Chain {
+				chain[i] = a.Subject
+			}
+			d["chain"] = strSet(chain)
+		case "scoped":
+			d["scoped"] = cedar.Boolean(p.Scopes != nil)
+		case "scopes":
+			d["scopes"] = strSet(p.Scopes)
+		}
+	}
+	return cedar.NewRecord(d)
+}
+
 // delegateEntity is the target of a delegate action: an agent or service
 // known only by its id.
 func delegateEntity(r Resource) cedar.Entity {
@@ -192,15 +211,15 @@ func delegateEntity(r Resource) cedar.Entity {
 var unknownIP = cedar.IPAddr(netip.PrefixFrom(netip.IPv4Unspecified(), 32))
 
 // buildContext turns the request's context pieces into the Cedar context,
-// with the parts the policies read.
-func (c *Catalog) buildContext(req *Request, need *needs) (cedar.Record, error) {
-	ctx := make(cedar.RecordMap, 6)
+// with the parts the policies read; pv holds the principal's part.
+func (c *Catalog) buildContext(sc *scratch, req *Request, need *needs, pv *principalValues) (cedar.Record, error) {
 	// Arguments are converted whether read or not: a mistyped argument
 	// denies even when no policy looks at it.
-	args, err := c.convertArgs(req.Args)
+	args, err := c.argsRecord(sc, req.Args)
 	if err != nil {
 		return cedar.Record{}, err
 	}
+	ctx := sc.beginRecord()
 	if need.args {
 		ctx["args"] = args
 	}
@@ -208,13 +227,13 @@ func (c *Catalog) buildContext(req *Request, need *needs) (cedar.Record, error) 
 		ctx["phase"] = cedar.String(req.Phase)
 	}
 	if need.findings {
-		ctx["findings"] = strSet(req.Findings)
+		ctx["findings"] = sc.strSet(req.Findings)
 	}
 	if need.session {
-		ctx["session"] = c.sessionRecord(req.Session, need)
+		ctx["session"] = c.sessionRecord(sc, req.Session, need)
 	}
 	if need.request {
-		r := make(cedar.RecordMap, len(need.requestAttrs))
+		r := sc.beginRecord()
 		for _, name := range need.requestAttrs {
 			switch name {
 			case "time":
@@ -228,52 +247,34 @@ func (c *Catalog) buildContext(req *Request, need *needs) (cedar.Record, error) 
 				r["source_ip"] = ip
 			}
 		}
-		ctx["request"] = cedar.NewRecord(r)
+		ctx["request"] = sc.endRecord(r)
 	}
 	if need.delegation {
-		p := req.Principal
-		d := make(cedar.RecordMap, len(need.delegationAttrs))
-		for _, name := range need.delegationAttrs {
-			switch name {
-			case "depth":
-				d["depth"] = cedar.Long(p.Depth())
-			case "chain":
-				chain := make([]string, len(p.Chain))
-				for i, a := range p.Chain {
-					chain[i] = a.Subject
-				}
-				d["chain"] = strSet(chain)
-			case "scoped":
-				d["scoped"] = cedar.Boolean(p.Scopes != nil)
-			case "scopes":
-				d["scopes"] = strSet(p.Scopes)
-			}
-		}
-		ctx["delegation"] = cedar.NewRecord(d)
+		ctx["delegation"] = pv.delegation
 	}
-	return cedar.NewRecord(ctx), nil
+	return sc.endRecord(ctx), nil
 }
 
 // counts is the ToolCounts record of m: catalogued tools called at least
 // once. Its size follows the session, not the catalogue.
-func (c *Catalog) counts(m map[string]int64) cedar.Record {
+func (c *Catalog) counts(sc *scratch, m map[string]int64) cedar.Record {
 	if len(m) == 0 {
 		return cedar.Record{}
 	}
-	rm := make(cedar.RecordMap, len(m))
+	rm := sc.beginRecord()
 	for t, n := range m {
 		if _, ok := c.tools[t]; ok && n > 0 {
 			rm[cedar.String(t)] = cedar.Long(n)
 		}
 	}
-	return cedar.NewRecord(rm)
+	return sc.endRecord(rm)
 }
 
-func (c *Catalog) sessionRecord(s *session.Snapshot, need *needs) cedar.Record {
+func (c *Catalog) sessionRecord(sc *scratch, s *session.Snapshot, need *needs) cedar.Record {
 	if s == nil {
 		s = &session.Snapshot{}
 	}
-	r := make(cedar.RecordMap, len(need.sessionAttrs))
+	r := sc.beginRecord()
 	for _, name := range need.sessionAttrs {
 		var v cedar.Value
 		switch name {
@@ -286,7 +287,7 @@ func (c *Catalog) sessionRecord(s *session.Snapshot, need *needs) cedar.Record {
 		case "steps":
 			v = cedar.Long(s.Steps)
 		case "labels":
-			v = strSet(s.Labels)
+			v = sc.strSet(s.Labels)
 		case "age_seconds":
 			v = cedar.Long(s.Age / time.Second)
 		case "idle_seconds":
@@ -296,21 +297,25 @@ func (c *Catalog) sessionRecord(s *session.Snapshot, need *needs) cedar.Record {
 		case "cost_micros":
 			v = cedar.Long(s.CostMicros)
 		case "tool_counts":
-			v = c.counts(s.ToolCounts)
+			v = c.counts(sc, s.ToolCounts)
 		case "recent_tool_counts":
-			v = c.counts(s.RecentToolCounts)
+			v = c.counts(sc, s.RecentToolCounts)
 		case "recent_window_seconds":
 			v = cedar.Long(s.RecentWindow / time.Second)
 		case "tools_called":
-			called := make([]string, 0, len(s.ToolCounts))
+			vs := sc.values[:0]
 			for t, n := range s.ToolCounts {
 				if n > 0 {
-					called = append(called, t)
+					vs = append(vs, cedar.String(t))
 				}
 			}
-			v = strSet(called)
+			sc.values = vs
+			v = cedar.Set{}
+			if len(vs) > 0 {
+				v = cedar.NewSet(vs...)
+			}
 		case "last_tools":
-			v = strSet(s.LastTools)
+			v = sc.strSet(s.LastTools)
 		case "last_tool":
 			last := ""
 			if len(s.LastTools) > 0 {
@@ -320,7 +325,7 @@ func (c *Catalog) sessionRecord(s *session.Snapshot, need *needs) cedar.Record {
 		}
 		r[cedar.String(name)] = v
 	}
-	return cedar.NewRecord(r)
+	return sc.endRecord(r)
 }
 
 func sessionEntity(s *session.Snapshot) cedar.Entity {
@@ -334,121 +339,7 @@ func sessionEntity(s *session.Snapshot) cedar.Entity {
 	}
 }
 
-// convertArgs turns a JSON object into the ToolArgs record: declared
-// arguments only, each converted to its declared type. A present argument
-// of the wrong type is an error, so the decision denies.
-func (c *Catalog) convertArgs(raw json.RawMessage) (cedar.Record, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) || len(c.argTypes) == 0 {
-		return cedar.Record{}, nil
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
-		if err == nil {
-			err = errors.New("null")
-		}
-		return cedar.Record{}, fmt.Errorf("tool arguments are not a JSON object: %w", err)
-	}
-	names := make([]string, 0, len(obj))
-	for n, v := range obj {
-		if _, ok := c.argTypes[n]; ok && !bytes.Equal(v, []byte("null")) {
-			names = append(names, n)
-		}
-	}
-	if len(names) == 0 {
-		return cedar.Record{}, nil
-	}
-	sort.Strings(names)
-	rm := make(cedar.RecordMap, len(names))
-	for _, name := range names {
-		cv, err := argValue(c.argTypes[name], obj[name])
-		if err != nil {
-			return cedar.Record{}, fmt.Errorf("tool argument %q: %w", name, err)
-		}
-		rm[cedar.String(name)] = cv
-	}
-	return cedar.NewRecord(rm), nil
-}
-
-// argValue converts one JSON value, already known to be valid JSON, to
-// the Cedar value of a catalogue type.
-func argValue(typ string, v json.RawMessage) (cedar.Value, error) {
-	switch typ {
-	case "string":
-		if v[0] == '"' {
-			var s string
-			if err := json.Unmarshal(v, &s); err != nil {
-				return nil, err
-			}
-			return cedar.String(s), nil
-		}
-	case "bool":
-		switch string(v) {
-		case "true":
-			return cedar.True, nil
-		case "false":
-			return cedar.False, nil
-		}
-	case "long":
-		if jsonKind(v) == "a number" {
-			i, err := strconv.ParseInt(string(v), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s is not a 64-bit integer", v)
-			}
-			return cedar.Long(i), nil
-		}
-	case "decimal":
-		if jsonKind(v) == "a number" {
-			f, err := strconv.ParseFloat(string(v), 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s is not a number Cedar can hold", v)
-			}
-			d, err := cedar.NewDecimalFromFloat(f)
-			if err != nil {
-				return nil, fmt.Errorf("%s does not fit a Cedar decimal: %w", v, err)
-			}
-			return d, nil
-		}
-	case "set<string>", "set<long>":
-		if v[0] != '[' {
-			break
-		}
-		var arr []json.RawMessage
-		if err := json.Unmarshal(v, &arr); err != nil {
-			return nil, err
-		}
-		elem := typ[4 : len(typ)-1]
-		vs := make([]cedar.Value, 0, len(arr))
-		for _, e := range arr {
-			cv, err := argValue(elem, e)
-			if err != nil {
-				return nil, err
-			}
-			vs = append(vs, cv)
-		}
-		return cedar.NewSet(vs...), nil
-	}
-	return nil, fmt.Errorf("want %s, got %s", typ, jsonKind(v))
-}
-
-// jsonKind names the kind of a valid JSON value by its first byte.
-func jsonKind(v json.RawMessage) string {
-	switch v[0] {
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	case '[':
-		return "an array"
-	case '{':
-		return "an object"
-	}
-	return "a number"
-}
-
-// policyList iterates over a slice of policies, in load order.
+// policyList is a slice of policies, in load order.
 type policyList []*compiled
 
 // All implements cedar.PolicyIterator.
@@ -461,3 +352,16 @@ func (l policyList) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 		}
 	}
 }
+
+// policySeq is a policyList with its iterator made once, when the set is
+// compiled: handing a policyList to cedar.Authorize allocates the
+// interface and the iterator on every decision.
+type policySeq struct {
+	list policyList
+	all  iter.Seq2[cedar.PolicyID, *cedar.Policy]
+}
+
+func newPolicySeq(l policyList) *policySeq { return &policySeq{list: l, all: l.All()} }
+
+// All implements cedar.PolicyIterator.
+func (s *policySeq) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] { return s.all }

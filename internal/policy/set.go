@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/cedar-policy/cedar-go"
+	cedarast "github.com/cedar-policy/cedar-go/ast"
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
 )
@@ -62,27 +63,31 @@ type Set struct {
 	policies []*compiled
 	byID     map[string]*compiled
 	// enforced and shadow hold, per action and catalogued resource, the
-	// policies whose scope can match them, so a decision never evaluates
-	// the others.
+	// policies that can match them, so a decision never evaluates the
+	// others: cedar-go evaluates every policy it is given.
 	enforced map[Action]*index
 	shadow   map[Action]*index
 	// needs is what the policies read of the context and the principal.
 	needs *needs
+	// principals caches what decisions derive from their principal.
+	principals *principalCache
 }
 
 // index narrows the policies of one action.
 type index struct {
 	// all holds the policies whose action scope matches the action.
-	all policyList
+	all *policySeq
 	// byResource holds, for each catalogued resource the action applies
-	// to, those of all whose resource scope can match it.
-	byResource map[cedar.EntityUID]policyList
+	// to, those of all whose resource scope matches it and whose
+	// conditions do not rule it out by its attributes (neverMatches),
+	// without their scope (withoutScope).
+	byResource map[cedar.EntityUID]*policySeq
 }
 
 // policies returns the policies that can match a request on uid.
-func (ix *index) policies(uid cedar.EntityUID) policyList {
+func (ix *index) policies(uid cedar.EntityUID) *policySeq {
 	if ix == nil {
-		return nil
+		return newPolicySeq(nil)
 	}
 	if l, ok := ix.byResource[uid]; ok {
 		return l
@@ -146,13 +151,14 @@ func Compile(source string, files map[string][]byte, cat *Catalog) (*Set, error)
 	}
 	validator := validate.New(rs)
 	s := &Set{
-		source:   source,
-		catalog:  cat,
-		files:    files,
-		byID:     map[string]*compiled{},
-		enforced: map[Action]*index{},
-		shadow:   map[Action]*index{},
-		needs:    &needs{},
+		source:     source,
+		catalog:    cat,
+		files:      files,
+		byID:       map[string]*compiled{},
+		enforced:   map[Action]*index{},
+		shadow:     map[Action]*index{},
+		needs:      &needs{},
+		principals: newPrincipalCache(),
 	}
 	var problems []string
 	names := make([]string, 0, len(files))
@@ -225,7 +231,12 @@ func Compile(source string, files map[string][]byte, cat *Catalog) (*Set, error)
 
 // newIndex indexes the policies of action a by catalogued resource.
 func (c *Catalog) newIndex(a Action, all policyList) *index {
-	ix := &index{all: all, byResource: map[cedar.EntityUID]policyList{}}
+	ix := &index{all: newPolicySeq(all), byResource: map[cedar.EntityUID]*policySeq{}}
+	unscoped := map[*compiled]*compiled{}
+	tests := map[*compiled][]staticTest{}
+	for _, p := range all {
+		tests[p] = c.staticTests(p.policy)
+	}
 	for _, rt := range resourceTypes[a] {
 		for uid, ent := range c.entities {
 			if uid.Type != cedar.EntityType(rt) {
@@ -233,14 +244,45 @@ func (c *Catalog) newIndex(a Action, all policyList) *index {
 			}
 			var l policyList
 			for _, p := range all {
-				if resourceScopeMatches(p.policy.AST().Resource, ent) {
-					l = append(l, p)
+				if !resourceScopeMatches(p.policy.AST().Resource, ent) || c.neverMatches(tests[p], a, uid) {
+					continue
 				}
+				u, ok := unscoped[p]
+				if !ok {
+					u = withoutScope(p)
+					unscoped[p] = u
+				}
+				l = append(l, u)
 			}
-			ix.byResource[uid] = l
+			ix.byResource[uid] = newPolicySeq(l)
 		}
 	}
 	return ix
+}
+
+// withoutScope returns a copy of p whose action and resource scopes are
+// left out, for the lists of byResource: a policy is in such a list only
+// if its scope matches the list's action and resource, so checking the
+// scope again on every decision is wasted work (an `in` scope walks the
+// resource's ancestors). A scope check never fails, so leaving it out
+// changes no outcome. p itself is returned if the index cannot judge one
+// of its scopes exactly.
+func withoutScope(p *compiled) *compiled {
+	ast := *(*xast.Policy)(p.policy.AST())
+	switch ast.Action.(type) {
+	case xast.ScopeTypeAll, xast.ScopeTypeEq, xast.ScopeTypeIn, xast.ScopeTypeInSet:
+	default:
+		return p
+	}
+	switch ast.Resource.(type) {
+	case xast.ScopeTypeAll, xast.ScopeTypeEq, xast.ScopeTypeIn, xast.ScopeTypeIs, xast.ScopeTypeIsIn:
+	default:
+		return p
+	}
+	ast.Action, ast.Resource = xast.ScopeTypeAll{}, xast.ScopeTypeAll{}
+	u := *p
+	u.policy = cedar.NewPolicyFromAST((*cedarast.Policy)(&ast))
+	return &u
 }
 
 // resourceScopeMatches reports whether a resource scope can match ent,
