@@ -12,6 +12,12 @@
 // servers); a client with an MCP session gets its own session with each
 // HTTP upstream it uses, so that sampling and elicitation requests, log
 // messages and resource updates the upstream sends reach that client.
+//
+// The hot methods take a fast path (fast.go, raw.go): a stateless
+// tools/call or tools/list is read from its JSON-RPC body and governed
+// without the SDK's per-request server session, and a plain tools/call is
+// forwarded as raw JSON-RPC; everything else, and anything unusual, goes
+// through the SDK.
 package mcp
 
 import (
@@ -27,6 +33,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -85,6 +92,14 @@ type Front struct {
 
 	inflight sync.Map // requestHeader value → *caller
 	progress sync.Map // upstream progress token → *progressRoute
+
+	lists map[string][]listed // endpoint → its tools in listing order; guarded by mu, reset when tools change
+
+	// noFast sends every request through the SDK (tests compare both
+	// paths); fastServed counts the requests the fast path served and the
+	// calls forwarded raw.
+	noFast     bool
+	fastServed atomic.Int64
 }
 
 // progressRoute leads an upstream's progress notifications back to the
@@ -102,6 +117,7 @@ type endpoint struct {
 	srv       *sdk.Server
 	stateful  http.Handler
 	stateless http.Handler
+	info      json.RawMessage // the server's Implementation, as results carry it
 }
 
 // entry is one governed item and the upstream that serves it.
@@ -114,6 +130,11 @@ type entry struct {
 	hash     string
 	withheld bool
 	labels   []string
+	// defNS and defOrig are the tool's definition as the aggregate and the
+	// upstream's own endpoint list it; fast says the fast path may forward
+	// a call to it (no x-mcp-header parameters).
+	defNS, defOrig json.RawMessage
+	fast           bool
 }
 
 type binding struct {
@@ -175,7 +196,12 @@ func (f *Front) newEndpoint(server, version string) *endpoint {
 	if server != "" {
 		name = "agate/" + server
 	}
-	srv := sdk.NewServer(&sdk.Implementation{Name: name, Version: version}, &sdk.ServerOptions{
+	impl := &sdk.Implementation{Name: name, Version: version}
+	info, err := json.Marshal(impl)
+	if err != nil {
+		panic(err) // an Implementation always marshals
+	}
+	srv := sdk.NewServer(impl, &sdk.ServerOptions{
 		Capabilities: &sdk.ServerCapabilities{
 			Tools:     &sdk.ToolCapabilities{ListChanged: true},
 			Prompts:   &sdk.PromptCapabilities{ListChanged: true},
@@ -197,6 +223,7 @@ func (f *Front) newEndpoint(server, version string) *endpoint {
 	return &endpoint{
 		server:    server,
 		srv:       srv,
+		info:      info,
 		stateful:  sdk.NewStreamableHTTPHandler(get, &sdk.StreamableHTTPOptions{SessionTimeout: f.cfg.SessionTimeout, Logger: f.log}),
 		stateless: sdk.NewStreamableHTTPHandler(get, &sdk.StreamableHTTPOptions{Stateless: true, Logger: f.log, PropagateRequestCancellation: true}),
 	}
@@ -255,9 +282,13 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.unauthorized(w, r)
 		return
 	}
-	pkey := action.PrincipalKey(p)
 	msid := r.Header.Get("Mcp-Session-Id")
 	stateless := r.Header.Get("Mcp-Protocol-Version") >= statelessVersion
+	if stateless && f.serveFast(w, r, ep, &caller{p: p}) {
+		f.fastServed.Add(1)
+		return
+	}
+	pkey := action.PrincipalKey(p)
 	if msid != "" && !stateless {
 		f.bmu.Lock()
 		b, ok := f.bindings[msid]

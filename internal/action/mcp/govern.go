@@ -78,15 +78,9 @@ func (f *Front) list(ctx context.Context, server, method string, req sdk.Request
 	if !ok {
 		return nil, unavailable("request has no authenticated caller")
 	}
-	sess, err := f.session(ctx, c)
+	l, err := f.startList(ctx, c, method)
 	if err != nil {
-		f.log.ErrorContext(ctx, "mcp session", "err", err)
-		return nil, denied(method, action.Verdict{Reason: "session refused"})
-	}
-	l, err := f.gov.NewList(ctx, c.p, sess)
-	if err != nil {
-		f.log.ErrorContext(ctx, "mcp list", "err", err)
-		return nil, unavailable("session store unavailable")
+		return nil, err
 	}
 	res, err := next(ctx, method, req)
 	if err != nil {
@@ -109,11 +103,37 @@ func (f *Front) list(ctx context.Context, server, method string, req sdk.Request
 			return f.visible(ctx, l, server, kind, x.URITemplate)
 		})
 	}
-	if err := l.Done(ctx, kind, server); err != nil {
-		f.log.ErrorContext(ctx, "audit mcp list", "err", err)
-		return nil, unavailable("audit unavailable")
+	if err := f.doneList(ctx, l, kind, server); err != nil {
+		return nil, err
 	}
 	return res, nil
+}
+
+// startList starts deciding what the caller may see in its session; an
+// error is the protocol error to answer with. Both the governing
+// middleware and the fast path list through it and doneList.
+func (f *Front) startList(ctx context.Context, c *caller, method string) (*action.List, error) {
+	sess, err := f.session(ctx, c)
+	if err != nil {
+		f.log.ErrorContext(ctx, "mcp session", "err", err)
+		return nil, denied(method, action.Verdict{Reason: "session refused"})
+	}
+	l, err := f.gov.NewList(ctx, c.p, sess)
+	if err != nil {
+		f.log.ErrorContext(ctx, "mcp list", "err", err)
+		return nil, unavailable("session store unavailable")
+	}
+	return l, nil
+}
+
+// doneList audits a list decision; an error is the protocol error to
+// answer with instead of the list.
+func (f *Front) doneList(ctx context.Context, l *action.List, kind action.Kind, server string) error {
+	if err := l.Done(ctx, kind, server); err != nil {
+		f.log.ErrorContext(ctx, "audit mcp list", "err", err)
+		return unavailable("audit unavailable")
+	}
+	return nil
 }
 
 // completion lets a completion or (un)subscription request through only
@@ -233,29 +253,50 @@ func (f *Front) invoke(ctx context.Context, server, method string, req sdk.Reque
 	if nw, ok := meta[MetaNoWait].(bool); ok {
 		call.NoWait = nw
 	}
-	sess, err := f.session(ctx, c)
+	call, err := f.authorize(ctx, c, method, call)
 	if err != nil {
-		f.log.ErrorContext(ctx, "mcp session", "err", err)
-		return nil, denied(method, action.Verdict{Reason: "session refused"})
-	}
-	call.Session = sess
-	v, err := f.gov.Authorize(ctx, call)
-	if err != nil {
-		f.log.ErrorContext(ctx, "mcp decision", "tool", call.Name, "err", err)
-		return nil, unavailable("decision could not be made or recorded")
-	}
-	if !v.Allowed {
-		return nil, denied(method, v)
+		return nil, err
 	}
 	res, err := next(ctx, method, req)
 	if err != nil {
 		return res, err
 	}
-	if _, err := f.gov.AfterResult(ctx, call, action.Result{Texts: texts(res), Labels: e.labels}); err != nil {
-		f.log.ErrorContext(ctx, "mcp result", "tool", call.Name, "err", err)
-		return nil, unavailable("result could not be recorded")
+	if err := f.afterResult(ctx, call, e, texts(res)); err != nil {
+		return nil, err
 	}
 	return res, nil
+}
+
+// authorize decides an invocation in the caller's session (see
+// action.Governor.Authorize) and returns the call as decided, or the
+// protocol error to answer with. Both the governing middleware and the
+// fast path decide through it.
+func (f *Front) authorize(ctx context.Context, c *caller, method string, call action.Call) (action.Call, error) {
+	sess, err := f.session(ctx, c)
+	if err != nil {
+		f.log.ErrorContext(ctx, "mcp session", "err", err)
+		return call, denied(method, action.Verdict{Reason: "session refused"})
+	}
+	call.Session = sess
+	v, err := f.gov.Authorize(ctx, call)
+	if err != nil {
+		f.log.ErrorContext(ctx, "mcp decision", "tool", call.Name, "err", err)
+		return call, unavailable("decision could not be made or recorded")
+	}
+	if !v.Allowed {
+		return call, denied(method, v)
+	}
+	return call, nil
+}
+
+// afterResult inspects and records the result of an authorized call; an
+// error is the protocol error to answer with instead of the result.
+func (f *Front) afterResult(ctx context.Context, call action.Call, e *entry, texts []string) error {
+	if _, err := f.gov.AfterResult(ctx, call, action.Result{Texts: texts, Labels: e.labels}); err != nil {
+		f.log.ErrorContext(ctx, "mcp result", "tool", call.Name, "err", err)
+		return unavailable("result could not be recorded")
+	}
+	return nil
 }
 
 // templateFor finds the resource template entry an URI was read through.

@@ -4,6 +4,7 @@ package mcp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -40,6 +42,12 @@ type upstream struct {
 
 	mu sync.RWMutex
 	cs *sdk.ClientSession
+
+	// hc is the HTTP client of a Streamable HTTP upstream (egress guard,
+	// brokered credentials), shared by the SDK transport and the fast path;
+	// seq numbers the fast path's requests.
+	hc  *http.Client
+	seq atomic.Uint64
 
 	lmu   sync.Mutex
 	links map[*sdk.ServerSession]*link
@@ -100,6 +108,9 @@ func newUpstream(f *Front, sc config.MCPServer, eg *egress, minter broker.Minter
 			rt = &broker.Transport{Base: rt, Source: src, Header: sc.Credentials.Header, Scheme: sc.Credentials.Scheme}
 		}
 		hc := &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		if sc.Transport == "streamable-http" {
+			u.hc = hc
+		}
 		u.transport = func(context.Context) (sdk.Transport, error) {
 			if sc.Transport == "sse" {
 				return &sdk.SSEClientTransport{Endpoint: sc.URL, HTTPClient: hc}, nil
@@ -363,12 +374,15 @@ func (f *Front) install(ctx context.Context, u *upstream, cat catalogue) error {
 		if e := old["t:"+ns]; e != nil && e.hash == hash && e.withheld == withheld {
 			continue
 		}
-		if err := addTool(agg, one, t, ns, u.forwardTool(t.Name)); err != nil {
+		e := &entry{up: u, kind: action.KindTool, ns: ns, orig: t.Name, hash: hash, withheld: withheld, labels: u.cfg.Labels[t.Name]}
+		e.defNS, e.defOrig, e.fast = toolDefs(t, ns)
+		if err := addTool(agg, one, t, ns, u.forwardTool(t.Name, e.fast)); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		f.mu.Lock()
-		f.tools[ns] = &entry{up: u, kind: action.KindTool, ns: ns, orig: t.Name, hash: hash, withheld: withheld, labels: u.cfg.Labels[t.Name]}
+		f.tools[ns] = e
+		f.lists = nil
 		f.mu.Unlock()
 	}
 	for _, ns := range keys(cat.prompts) {
@@ -412,6 +426,7 @@ func (f *Front) install(ctx context.Context, u *upstream, cat catalogue) error {
 		switch e.kind {
 		case action.KindTool:
 			delete(f.tools, e.ns)
+			f.lists = nil
 		case action.KindPrompt:
 			delete(f.prompts, e.ns)
 		default:
@@ -455,6 +470,24 @@ func addTool(agg, one *sdk.Server, t *sdk.Tool, ns string, h sdk.ToolHandler) (e
 	return nil
 }
 
+// toolDefs returns a tool's definition as the aggregate (under ns) and the
+// upstream's own endpoint list it, and whether the fast path may forward a
+// call to it: not when a parameter is bound to a header (x-mcp-header),
+// which the SDK validates and sets.
+func toolDefs(t *sdk.Tool, ns string) (defNS, defOrig json.RawMessage, fast bool) {
+	ta := *t
+	ta.Name = ns
+	a, err := json.Marshal(&ta)
+	if err != nil {
+		return nil, nil, false
+	}
+	o, err := json.Marshal(t)
+	if err != nil {
+		return nil, nil, false
+	}
+	return a, o, !bytes.Contains(o, []byte("x-mcp-header"))
+}
+
 // stripMeta drops, before forwarding, the gateway's own _meta keys and the
 // per-hop protocol keys (protocol version, client info and capabilities,
 // progress token) that describe the client's connection to Agate, not
@@ -495,8 +528,9 @@ func (u *upstream) unavailable() error {
 	return &jsonrpc.Error{Code: CodeUnavailable, Message: fmt.Sprintf("upstream %q is unavailable", u.cfg.Name)}
 }
 
-// forwardTool sends a tools/call to the upstream under the tool's own name.
-func (u *upstream) forwardTool(orig string) sdk.ToolHandler {
+// forwardTool sends a tools/call to the upstream under the tool's own name;
+// raw says it may go as raw JSON-RPC (see forwardRaw).
+func (u *upstream) forwardTool(orig string, raw bool) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
 		cs, release := u.sessionFor(ctx, req.Session)
 		defer release()
@@ -505,6 +539,11 @@ func (u *upstream) forwardTool(orig string) sdk.ToolHandler {
 		}
 		cctx, cancel := u.callContext(ctx)
 		defer cancel()
+		if raw && !u.f.noFast {
+			if res, ok, err := u.forwardRaw(cctx, cs, req, orig); ok {
+				return res, u.relayError(err)
+			}
+		}
 		var args any
 		if len(req.Params.Arguments) > 0 {
 			args = json.RawMessage(req.Params.Arguments)
@@ -519,6 +558,54 @@ func (u *upstream) forwardTool(orig string) sdk.ToolHandler {
 		res, err := cs.CallTool(cctx, params)
 		return res, u.relayError(err)
 	}
+}
+
+// forwardRaw sends a plain tools/call (no progress token, no
+// multi-round-trip retry) to a Streamable HTTP upstream with a session-based
+// protocol version as raw JSON-RPC over the upstream's HTTP client, without
+// the SDK client's per-call machinery; ok is false for any other call.
+func (u *upstream) forwardRaw(ctx context.Context, cs *sdk.ClientSession, req *sdk.CallToolRequest, orig string) (_ *sdk.CallToolResult, ok bool, _ error) {
+	ir := cs.InitializeResult()
+	if u.hc == nil || ir == nil || ir.ProtocolVersion >= statelessVersion || req.Params.GetProgressToken() != nil ||
+		len(req.Params.InputResponses) > 0 || req.Params.RequestState != "" {
+		return nil, false, nil
+	}
+	var meta map[string]json.RawMessage
+	if m := stripMeta(req.Params.Meta); m != nil {
+		meta = make(map[string]json.RawMessage, len(m))
+		for k, v := range m {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return nil, false, nil
+			}
+			meta[k] = b
+		}
+	}
+	var args json.RawMessage
+	if len(req.Params.Arguments) > 0 {
+		args = req.Params.Arguments
+	}
+	u.f.fastServed.Add(1)
+	raw, err := u.callRaw(ctx, cs, u.linkOf(req.Session), orig, meta, args)
+	if err != nil {
+		return nil, true, err
+	}
+	var res sdk.CallToolResult
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return nil, true, fmt.Errorf("tools/call result: %w", err)
+	}
+	return &res, true, nil
+}
+
+// linkOf returns the client's own link a request of the front session ss
+// is forwarded on, or nil when it goes on the shared session.
+func (u *upstream) linkOf(ss *sdk.ServerSession) *link {
+	if ss == nil || ss.ID() == "" || u.cfg.Transport == "stdio" {
+		return nil
+	}
+	u.lmu.Lock()
+	defer u.lmu.Unlock()
+	return u.links[ss]
 }
 
 func (u *upstream) forwardPrompt(orig string) sdk.PromptHandler {
