@@ -96,6 +96,10 @@ type Handler struct {
 	// run every function it is given, and may run it on another
 	// goroutine.
 	After func(func())
+
+	// readers pools the SSE readers of streams: a reader's buffers are a
+	// few KiB that every stream would otherwise allocate afresh.
+	readers sync.Pool
 	Now   func() time.Time
 }
 
@@ -257,7 +261,11 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 		c.streamed = inv
 		return err
 	}
-	out, err := io.ReadAll(io.LimitReader(res.Response.Body, maxResponseBytes))
+	size, err := strconv.ParseInt(res.Response.Header.Get("Content-Length"), 10, 64)
+	if err != nil {
+		size = -1
+	}
+	out, err := readAll(res.Response.Body, size)
 	if err != nil {
 		return routeError(r.Context(), fields.Model, err)
 	}
@@ -360,6 +368,18 @@ func routeError(ctx context.Context, model string, err error) error {
 	}
 }
 
+// readAll reads a whole non-streamed answer, up to maxResponseBytes,
+// sized by its Content-Length when it has one (io.ReadAll would grow and
+// copy its buffer several times for a body of a few KiB).
+func readAll(body io.Reader, size int64) ([]byte, error) {
+	if size < 0 || size > maxResponseBytes {
+		return io.ReadAll(io.LimitReader(body, maxResponseBytes))
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(io.LimitReader(body, maxResponseBytes))
+	return buf.Bytes(), err
+}
+
 // relayStream copies SSE events from the upstream to the client one at a
 // time, flushing each. A stream that ends without its terminal event is
 // closed with an error event in the client's dialect, so that SDKs surface
@@ -375,7 +395,16 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 	rc := http.NewResponseController(w)
 	hold := holdHeaders(rc)
 	defer hold.release()
-	rd := sse.NewReader(body, 0)
+	rd, _ := h.readers.Get().(*sse.Reader)
+	if rd == nil {
+		rd = sse.NewReader(body, 0)
+	} else {
+		rd.Reset(body)
+	}
+	defer func() {
+		rd.Reset(nil) // drop the body; keep the buffers
+		h.readers.Put(rd)
+	}()
 	var out []byte
 	var events []sse.Event
 	finished := false

@@ -63,6 +63,22 @@ func NewReader(r io.Reader, maxLine int) *Reader {
 	return &Reader{src: r, buf: make([]byte, size), maxLine: maxLine}
 }
 
+// Reset makes r read src from the start, as NewReader(src, maxLine) would,
+// keeping the buffers it has when they are of a sensible size: a relay can
+// pool its readers instead of allocating one per stream.
+func (r *Reader) Reset(src io.Reader) {
+	const keep = 64 << 10
+	buf, data := r.buf, r.data[:0]
+	if cap(buf) > keep {
+		buf = make([]byte, min(4096, r.maxLine+1))
+	}
+	if cap(data) > keep {
+		data = nil
+	}
+	*r = Reader{src: src, buf: buf[:cap(buf)], maxLine: r.maxLine}
+	r.data = data
+}
+
 // Buffered reports whether the rest of a complete event is already in the
 // reader's buffer, so that the next Next will not wait for the source. A
 // relay uses it to flush once per burst of events instead of once per

@@ -51,17 +51,17 @@ var hopHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Te", "Set-Cookie",
 }
 
-// ResponseHeader copies an upstream response's headers minus hop-by-hop
-// ones and cookies.
+// ResponseHeader removes hop-by-hop headers and cookies from an upstream
+// response's headers, in place: the response is the gateway's own, and a
+// copy per response would only make garbage.
 func ResponseHeader(h http.Header) http.Header {
-	out := h.Clone()
-	if out == nil {
-		out = http.Header{}
+	if h == nil {
+		return http.Header{}
 	}
 	for _, k := range hopHeaders {
-		out.Del(k)
+		delete(h, k)
 	}
-	return out
+	return h
 }
 
 // Upstream adapts an upstream HTTP response in the dialect of upstream to
