@@ -100,7 +100,7 @@ type Handler struct {
 	// readers pools the SSE readers of streams: a reader's buffers are a
 	// few KiB that every stream would otherwise allocate afresh.
 	readers sync.Pool
-	Now   func() time.Time
+	Now     func() time.Time
 }
 
 // maxResponseBytes bounds a non-streamed upstream answer held in memory.
