@@ -25,7 +25,10 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := telemetry.NewLogger(env.Stderr, cfg.Log.Level, cfg.Log.Format)
+	// Info lines (one per request) leave in batches, warnings at once.
+	lw := telemetry.NewLogWriter(env.Stderr, 100*time.Millisecond)
+	defer lw.Close()
+	log := telemetry.NewLogger(lw, cfg.Log.Level, cfg.Log.Format)
 	g, err := gateway.New(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -86,8 +86,13 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 		lv = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	if lw, ok := w.(*LogWriter); ok {
+		// Buffered output: warnings and errors still leave at once.
+		h = flushing{Handler: h, w: lw, level: slog.LevelWarn}
+	}
+	return slog.New(h)
 }

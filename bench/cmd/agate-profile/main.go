@@ -44,7 +44,9 @@ func run(ctx context.Context, cfgPath, pprofAddr string) error {
 			return err
 		}
 	}
-	log := telemetry.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	lw := telemetry.NewLogWriter(os.Stderr, 100*time.Millisecond) // as agate serve does
+	defer lw.Close()
+	log := telemetry.NewLogger(lw, cfg.Log.Level, cfg.Log.Format)
 	g, err := gateway.New(ctx, cfg, log)
 	if err != nil {
 		return err
