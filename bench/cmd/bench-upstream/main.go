@@ -104,6 +104,12 @@ func (u *upstream) chat(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	prefix := fmt.Sprintf(`data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":%d,"model":%s,"choices":[{"index":0,`, created, model)
+	// As OpenAI does, a stream that asked for usage carries "usage":null
+	// in every chunk before the usage chunk.
+	end := "}\n\n"
+	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+		end = `,"usage":null}` + "\n\n"
+	}
 	send := func(s string) bool {
 		if _, err := io.WriteString(w, s); err != nil {
 			return false
@@ -113,18 +119,18 @@ func (u *upstream) chat(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	}
-	if !send(prefix + `"delta":{"role":"assistant","content":""},"finish_reason":null}]}` + "\n\n") {
+	if !send(prefix + `"delta":{"role":"assistant","content":""},"finish_reason":null}]` + end) {
 		return
 	}
 	for i := 0; i < n; i++ {
 		if interval > 0 && !sleep(r, interval) {
 			return
 		}
-		if !send(prefix + `"delta":{"content":"tok "},"finish_reason":null}]}` + "\n\n") {
+		if !send(prefix + `"delta":{"content":"tok "},"finish_reason":null}]` + end) {
 			return
 		}
 	}
-	if !send(prefix + `"delta":{},"finish_reason":"stop"}]}` + "\n\n") {
+	if !send(prefix + `"delta":{},"finish_reason":"stop"}]` + end) {
 		return
 	}
 	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {

@@ -87,7 +87,8 @@ func Check(stream bool, status int, body []byte) error {
 	if status != http.StatusOK {
 		return fmt.Errorf("status %d: %.120s", status, body)
 	}
-	if !bytes.Contains(body, []byte(`"usage"`)) {
+	if !bytes.Contains(body, []byte(`"usage":{`)) {
+		// A usage object: OpenAI streams name "usage":null in every chunk.
 		return errors.New("no usage in the answer")
 	}
 	if stream && !bytes.HasSuffix(bytes.TrimRight(body, "\n"), []byte("data: [DONE]")) {

@@ -110,7 +110,7 @@ func FromBody(op provider.Op, body []byte) (Usage, bool) {
 // chunk (empty choices, usage set) that include_usage adds; a gateway that
 // turned include_usage on itself drops it before the client sees it.
 func IsUsageChunk(data []byte) bool {
-	if !bytes.Contains(data, []byte(`"usage"`)) {
+	if !reportsUsage(data) {
 		return false
 	}
 	var c struct {
@@ -118,6 +118,31 @@ func IsUsageChunk(data []byte) bool {
 		Usage   *openaiUsage      `json:"usage"`
 	}
 	return json.Unmarshal(data, &c) == nil && len(c.Choices) == 0 && c.Usage != nil
+}
+
+// reportsUsage reports whether an OpenAI chunk may carry a usage object:
+// it has a "usage" member whose value is not null. OpenAI puts
+// "usage":null in every chunk of a stream that asked for usage — and the
+// gateway always asks — so naming the key must not cost a decode. In raw
+// JSON a "usage" followed by a colon can only be a member name (a quote
+// inside a string is escaped), so a false answer is exact; anything
+// unusual answers true and is decoded.
+func reportsUsage(data []byte) bool {
+	key := []byte(`"usage"`)
+	for rest := data; ; {
+		i := bytes.Index(rest, key)
+		if i < 0 {
+			return false
+		}
+		rest = bytes.TrimLeft(rest[i+len(key):], " \t\r\n")
+		if len(rest) == 0 || rest[0] != ':' {
+			continue // a string value "usage", not a member name
+		}
+		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+		if !bytes.HasPrefix(rest, []byte("null")) {
+			return true
+		}
+	}
 }
 
 // Meter follows a stream's events and reports its usage when it ends.
@@ -166,7 +191,7 @@ func (m *Meter) observeOpenAI(ev sse.Event) {
 	if len(ev.Data) == 0 || ev.Data[0] != '{' {
 		return // [DONE]
 	}
-	if !bytes.Contains(ev.Data, []byte(`"usage"`)) {
+	if !reportsUsage(ev.Data) {
 		// The hot path: a content chunk. Its text only matters for an
 		// estimate, so it is measured without decoding the chunk.
 		m.chars += stringFieldLen(ev.Data, `"content":"`) + stringFieldLen(ev.Data, `"refusal":"`) + stringFieldLen(ev.Data, `"arguments":"`)

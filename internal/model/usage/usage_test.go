@@ -200,3 +200,42 @@ func BenchmarkFromChat(b *testing.B) {
 		}
 	}
 }
+
+func TestReportsUsage(t *testing.T) {
+	tests := []struct {
+		chunk string
+		want  bool
+	}{
+		{`{"choices":[{"delta":{"content":"hi"}}]}`, false},
+		{`{"choices":[{"delta":{"content":"hi"}}],"usage":null}`, false},
+		{`{"choices":[{"delta":{"content":"hi"}}], "usage" : null }`, false},
+		{`{"choices":[{"delta":{"content":"usage"}}],"usage":null}`, false},
+		{`{"choices":[{"delta":{"content":"say \"usage\": 5"}}],"usage":null}`, false},
+		{`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}`, true},
+		{`{"choices":[],"usage" :{"prompt_tokens":3}}`, true},
+		{`{"usage":null,"x":{"usage":{"prompt_tokens":1}}}`, true},
+		{`{"usage":nul`, true}, // odd: decoded, and the decode fails
+	}
+	for _, tt := range tests {
+		if got := reportsUsage([]byte(tt.chunk)); got != tt.want {
+			t.Errorf("reportsUsage(%s) = %v, want %v", tt.chunk, got, tt.want)
+		}
+	}
+}
+
+// OpenAI's "usage":null on every chunk is metered without a decode and
+// counts towards the estimate; the final usage chunk still reports.
+func TestMeterUsageNullChunks(t *testing.T) {
+	m := NewMeter(provider.OpChat, 100)
+	m.Observe(sse.Event{Data: []byte(`{"choices":[{"index":0,"delta":{"content":"hello"}}],"usage":null}`)})
+	if IsUsageChunk([]byte(`{"choices":[{"index":0,"delta":{"content":"hello"}}],"usage":null}`)) {
+		t.Fatal("a content chunk with usage null is taken for the usage chunk")
+	}
+	if u := m.Usage(); !u.Estimated || u.Output == 0 {
+		t.Fatalf("content not counted towards the estimate: %+v", u)
+	}
+	m.Observe(sse.Event{Data: []byte(`{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}}`)})
+	if u := m.Usage(); u.Estimated || u.Input != 7 || u.Output != 2 {
+		t.Fatalf("usage chunk: %+v", u)
+	}
+}
