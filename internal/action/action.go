@@ -97,6 +97,17 @@ type Decider interface {
 	DecideTool(ctx context.Context, req ToolRequest) (Decision, error)
 }
 
+// ListPreparer is an optional capability of a Decider: deciding the many
+// items of one listing faster by preparing, once, what their requests have
+// in common. A List uses it when its Governor's Decider has it.
+type ListPreparer interface {
+	// PrepareList returns a Decider for requests that differ from base
+	// only in Kind, Server and Name. It must answer each as DecideTool
+	// would, all with one policy version. An error fails every item of
+	// the listing closed.
+	PrepareList(ctx context.Context, base ToolRequest) (Decider, error)
+}
+
 // Step is one entry of a session's history.
 type Step struct {
 	Time   time.Time

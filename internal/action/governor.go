@@ -131,7 +131,7 @@ func (g *Governor) Session(ctx context.Context, p *identity.Principal, key strin
 // invocations. It is deny by default and collects every reason to deny.
 // Outside PhaseList it first asks the PhaseList question with the same
 // inputs, so a tool that is not listed is never callable.
-func (g *Governor) decide(ctx context.Context, req ToolRequest) Decision {
+func (g *Governor) decide(ctx context.Context, dec Decider, req ToolRequest) Decision {
 	var reasons []string
 	p := req.Principal
 	if p == nil {
@@ -152,20 +152,20 @@ func (g *Governor) decide(ctx context.Context, req ToolRequest) Decision {
 	if req.Phase != PhaseList {
 		list := req
 		list.Phase, list.Args, list.ArgsDigest = PhaseList, nil, ""
-		if ld := g.ask(ctx, list); ld.Effect == Deny {
+		if ld := g.ask(ctx, dec, list); ld.Effect == Deny {
 			return g.deny(ld, reasons)
 		}
 	}
-	d := g.ask(ctx, req)
+	d := g.ask(ctx, dec, req)
 	if len(reasons) > 0 || d.Effect == Deny {
 		return g.deny(d, reasons)
 	}
 	return d
 }
 
-// ask calls the Decider, failing closed on an error or an unknown effect.
-func (g *Governor) ask(ctx context.Context, req ToolRequest) Decision {
-	d, err := g.decider.DecideTool(ctx, req)
+// ask calls dec, failing closed on an error or an unknown effect.
+func (g *Governor) ask(ctx context.Context, dec Decider, req ToolRequest) Decision {
+	d, err := dec.DecideTool(ctx, req)
 	if err != nil {
 		g.log.ErrorContext(ctx, "tool decision failed", "tool", req.Name, "phase", req.Phase, "err", err)
 		return Decision{Effect: Deny, Reasons: []string{"policy could not be evaluated"}, PolicyVersion: d.PolicyVersion}
@@ -196,11 +196,14 @@ func denyReasons(d Decision) []string {
 }
 
 // List is a tools/list (or prompts/list, resources/list) in progress: the
-// session's labels are read once, then each item is decided in PhaseList.
+// session's labels are read once, then each item is decided in PhaseList,
+// by a Decider prepared for the listing when the Governor's is a
+// ListPreparer.
 type List struct {
-	g    *Governor
-	base ToolRequest
-	n    int
+	g       *Governor
+	decider Decider
+	base    ToolRequest
+	n       int
 }
 
 // NewList starts deciding what p may see in session.
@@ -209,7 +212,23 @@ func (g *Governor) NewList(ctx context.Context, p *identity.Principal, session s
 	if err != nil {
 		return nil, fmt.Errorf("session labels: %w", err)
 	}
-	return &List{g: g, base: ToolRequest{Principal: p, Session: session, Labels: labels, Phase: PhaseList}}, nil
+	l := &List{g: g, decider: g.decider, base: ToolRequest{Principal: p, Session: session, Labels: labels, Phase: PhaseList}}
+	if lp, ok := g.decider.(ListPreparer); ok {
+		if l.decider, err = lp.PrepareList(ctx, l.base); err != nil {
+			// Each item is denied (and the failure logged) as a failed
+			// DecideTool would have it.
+			l.decider = failedDecider{err}
+		}
+	}
+	return l, nil
+}
+
+// failedDecider answers every request with the error a ListPreparer
+// returned.
+type failedDecider struct{ err error }
+
+func (f failedDecider) DecideTool(context.Context, ToolRequest) (Decision, error) {
+	return Decision{}, f.err
 }
 
 // Visible reports whether the principal may see (call with some
@@ -217,7 +236,7 @@ func (g *Governor) NewList(ctx context.Context, p *identity.Principal, session s
 func (l *List) Visible(ctx context.Context, kind Kind, server, name string) bool {
 	req := l.base
 	req.Kind, req.Server, req.Name = kind, server, name
-	if l.g.decide(ctx, req).Effect == Deny {
+	if l.g.decide(ctx, l.decider, req).Effect == Deny {
 		return false
 	}
 	l.n++
@@ -311,7 +330,7 @@ func (g *Governor) run(ctx context.Context, req ToolRequest, approvalID string, 
 		req.Args = nil
 		d = Decision{Effect: Deny, Reasons: []string{"arguments are not valid JSON"}}
 	} else {
-		d = g.decide(ctx, req)
+		d = g.decide(ctx, g.decider, req)
 	}
 	v := Verdict{Effect: d.Effect, Policies: d.Policies, PolicyVersion: d.PolicyVersion, Session: req.Session, Allowed: d.Effect == Allow}
 	v.Reason = strings.Join(d.Reasons, "; ")

@@ -89,28 +89,91 @@ func (g *Gateway) mcpAuth(next http.Handler) http.Handler {
 // before its arguments are known.
 type actionDecider struct{ g *Gateway }
 
+var (
+	_ action.Decider      = actionDecider{}
+	_ action.ListPreparer = actionDecider{}
+)
+
 func (a actionDecider) DecideTool(ctx context.Context, req action.ToolRequest) (action.Decision, error) {
+	pr, err := a.request(ctx, req)
+	if err != nil {
+		return action.Decision{}, err
+	}
+	pr.Action, pr.Resource = a.g.policyResource(req)
+	return a.g.toolDecision(pr.Action, a.g.policy.Decide(ctx, pr)), nil
+}
+
+// request is the policy request of req but for its action and resource:
+// what the items of one listing have in common.
+func (a actionDecider) request(ctx context.Context, req action.ToolRequest) (policy.Request, error) {
 	pr := policy.Request{Principal: req.Principal, Args: req.Args, SourceIP: sourceIP(ctx), Phase: policy.PhaseProposed}
 	if req.Phase == action.PhaseInvoke {
 		pr.Phase = policy.PhaseInvoke
-	}
-	switch req.Kind {
-	case action.KindResource:
-		pr.Action, pr.Resource = policy.ActionReadResource, policy.Resource{Type: policy.ResourceServer, ID: req.Server}
-	case action.KindPrompt:
-		pr.Action, pr.Resource = policy.ActionGetPrompt, policy.Resource{Type: policy.ResourceServer, ID: req.Server}
-	default:
-		pr.Action, pr.Resource = policy.ActionCallTool, policy.Resource{Type: policy.ResourceTool, ID: a.g.bareTool(req.Server, req.Name)}
 	}
 	if req.Session != "" {
 		if snap, err := a.g.sessions.Get(ctx, req.Session); err == nil {
 			pr.Session = snap
 		} else if !errors.Is(err, session.ErrNotFound) {
-			return action.Decision{}, fmt.Errorf("read session: %w", err)
+			return policy.Request{}, fmt.Errorf("read session: %w", err)
 		}
 	}
-	d := a.g.policy.Decide(ctx, pr)
-	a.g.metrics.Decisions.WithLabelValues(string(pr.Action), string(d.Effect)).Inc()
+	return pr, nil
+}
+
+// PrepareList prepares the policy request of a listing once: the session
+// read, the principal's entity and the context are shared by its items,
+// and the policy set in force when the listing starts decides them all.
+func (a actionDecider) PrepareList(ctx context.Context, base action.ToolRequest) (action.Decider, error) {
+	pr, err := a.request(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	pr.Action = policy.ActionCallTool
+	tools := a.g.policy.Prepare(ctx, pr)
+	return &listDecider{
+		a: a, base: base,
+		prepared: map[policy.Action]*policy.Prepared{
+			policy.ActionCallTool:     tools,
+			policy.ActionReadResource: tools.For(policy.ActionReadResource),
+			policy.ActionGetPrompt:    tools.For(policy.ActionGetPrompt),
+		},
+	}, nil
+}
+
+// listDecider decides the items of one listing with prepared requests.
+type listDecider struct {
+	a        actionDecider
+	base     action.ToolRequest
+	prepared map[policy.Action]*policy.Prepared
+}
+
+func (l *listDecider) DecideTool(ctx context.Context, req action.ToolRequest) (action.Decision, error) {
+	b := &l.base
+	if req.Principal != b.Principal || req.Session != b.Session || req.Phase != b.Phase || len(req.Args) > 0 {
+		// Not an item of the prepared listing.
+		return l.a.DecideTool(ctx, req)
+	}
+	act, res := l.a.g.policyResource(req)
+	return l.a.g.toolDecision(act, l.prepared[act].Decide(res)), nil
+}
+
+// policyResource is the policy action and resource of req: call_tool for
+// tools, read_resource and get_prompt on the server for resources and
+// prompts.
+func (g *Gateway) policyResource(req action.ToolRequest) (policy.Action, policy.Resource) {
+	switch req.Kind {
+	case action.KindResource:
+		return policy.ActionReadResource, policy.Resource{Type: policy.ResourceServer, ID: req.Server}
+	case action.KindPrompt:
+		return policy.ActionGetPrompt, policy.Resource{Type: policy.ResourceServer, ID: req.Server}
+	default:
+		return policy.ActionCallTool, policy.Resource{Type: policy.ResourceTool, ID: g.bareTool(req.Server, req.Name)}
+	}
+}
+
+// toolDecision counts d and turns it into the action gateway's terms.
+func (g *Gateway) toolDecision(act policy.Action, d policy.Decision) action.Decision {
+	g.metrics.Decisions.WithLabelValues(string(act), string(d.Effect)).Inc()
 	out := action.Decision{Policies: d.Policies, PolicyVersion: d.Version, Reasons: []string{d.Reason}}
 	switch d.Effect {
 	case policy.Allow:
@@ -120,7 +183,7 @@ func (a actionDecider) DecideTool(ctx context.Context, req action.ToolRequest) (
 	default:
 		out.Effect = action.Deny
 	}
-	return out, nil
+	return out
 }
 
 // bareTool strips the server namespace from a tool name: the catalogue and

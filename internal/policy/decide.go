@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/cedar-policy/cedar-go"
+
+	"github.com/agate-gateway/agate/internal/identity"
 )
 
 // Effect is the outcome of a decision.
@@ -62,71 +64,19 @@ func deny(version, format string, args ...any) Decision {
 // or absent from the catalogue, scopes that do not admit the resource, an
 // argument of the wrong type and any evaluation error all deny.
 func (s *Set) Decide(req Request) Decision {
-	p := req.Principal
-	if p == nil {
-		return deny(s.version, "%s", errNoPrincipal)
-	}
-	types, ok := resourceTypes[req.Action]
-	if !ok {
-		return deny(s.version, "unknown action %q", req.Action)
-	}
-	typeOK := false
-	for _, t := range types {
-		typeOK = typeOK || t == req.Resource.Type
-	}
-	if !typeOK {
-		return deny(s.version, "action %s does not apply to a %s", req.Action, req.Resource.Type)
+	if d, ok := s.admit(req.Principal, req.Action, req.Resource); !ok {
+		return d
 	}
 	sc := s.catalog.getScratch()
 	defer s.catalog.putScratch(sc)
-	pv := s.principals.get(p, s.needs)
-	ents := &sc.ents
-	ents.cat = s.catalog.entities
-	resUID := cedar.NewEntityUID(cedar.EntityType(req.Resource.Type), cedar.String(req.Resource.ID))
-	if res, ok := s.catalog.entities[resUID]; ok {
-		// The resource is looked up by most policies: first in line.
-		ents.add(res)
-	}
-	// The principal goes before a delegation target, so an agent
-	// delegating to itself keeps its attributes.
-	ents.add(pv.entity)
-	switch req.Resource.Type {
-	case ResourceModel:
-		if _, ok := s.catalog.models[req.Resource.ID]; !ok {
-			return deny(s.version, "model %q is not in the catalogue", req.Resource.ID)
-		}
-		if !p.Allows("model", req.Resource.ID) {
-			return deny(s.version, "token scopes do not admit model:%s", req.Resource.ID)
-		}
-	case ResourceTool:
-		t, ok := s.catalog.tools[req.Resource.ID]
-		if !ok {
-			return deny(s.version, "tool %q is not in the catalogue", req.Resource.ID)
-		}
-		if !p.Allows("tool", t.Name) && (t.Server == "" || !p.Allows("mcp", t.Server)) {
-			return deny(s.version, "token scopes do not admit tool:%s", t.Name)
-		}
-	case ResourceServer:
-		if _, ok := s.catalog.servers[req.Resource.ID]; !ok {
-			return deny(s.version, "MCP server %q is not in the catalogue", req.Resource.ID)
-		}
-		if !p.Allows("mcp", req.Resource.ID) {
-			return deny(s.version, "token scopes do not admit mcp:%s", req.Resource.ID)
-		}
-	case ResourceAgent, ResourceService:
-		if req.Resource.ID == "" {
-			return deny(s.version, "delegation target has no id")
-		}
-		ents.add(delegateEntity(req.Resource))
-	}
+	pv := s.principals.get(req.Principal, s.needs)
+	ents, resUID := s.fillEntities(sc, req.Resource, &pv)
 	if req.Session != nil && req.Session.ID != "" && s.needs.sessionEntity {
 		ents.add(sessionEntity(req.Session))
 	}
 	ctx, err := s.catalog.buildContext(sc, &req, s.needs, &pv)
 	if err != nil {
-		d := deny(s.version, "%v", err)
-		d.Errors = []string{err.Error()}
-		return d
+		return s.contextError(err)
 	}
 	creq := cedar.Request{
 		Principal: pv.entity.UID,
@@ -134,13 +84,96 @@ func (s *Set) Decide(req Request) Decision {
 		Resource:  resUID,
 		Context:   ctx,
 	}
-	dec, diag := cedar.Authorize(s.enforced[req.Action].policies(creq.Resource), ents, creq)
+	return s.authorize(ents, creq, req.Action, req.Resource)
+}
+
+// admit makes the checks before Cedar: a principal, a known action, a
+// resource of a type the action applies to, in the catalogue, and admitted
+// by the principal's token scopes. It returns the denial and false when
+// one fails.
+func (s *Set) admit(p *identity.Principal, a Action, r Resource) (Decision, bool) {
+	if p == nil {
+		return deny(s.version, "%s", errNoPrincipal), false
+	}
+	types, ok := resourceTypes[a]
+	if !ok {
+		return deny(s.version, "unknown action %q", a), false
+	}
+	typeOK := false
+	for _, t := range types {
+		typeOK = typeOK || t == r.Type
+	}
+	if !typeOK {
+		return deny(s.version, "action %s does not apply to a %s", a, r.Type), false
+	}
+	switch r.Type {
+	case ResourceModel:
+		if _, ok := s.catalog.models[r.ID]; !ok {
+			return deny(s.version, "model %q is not in the catalogue", r.ID), false
+		}
+		if !p.Allows("model", r.ID) {
+			return deny(s.version, "token scopes do not admit model:%s", r.ID), false
+		}
+	case ResourceTool:
+		t, ok := s.catalog.tools[r.ID]
+		if !ok {
+			return deny(s.version, "tool %q is not in the catalogue", r.ID), false
+		}
+		if !p.Allows("tool", t.Name) && (t.Server == "" || !p.Allows("mcp", t.Server)) {
+			return deny(s.version, "token scopes do not admit tool:%s", t.Name), false
+		}
+	case ResourceServer:
+		if _, ok := s.catalog.servers[r.ID]; !ok {
+			return deny(s.version, "MCP server %q is not in the catalogue", r.ID), false
+		}
+		if !p.Allows("mcp", r.ID) {
+			return deny(s.version, "token scopes do not admit mcp:%s", r.ID), false
+		}
+	case ResourceAgent, ResourceService:
+		if r.ID == "" {
+			return deny(s.version, "delegation target has no id"), false
+		}
+	}
+	return Decision{}, true
+}
+
+// fillEntities puts the resource's entities and the principal's in sc's
+// entity store, before the catalogue's, and returns it with the
+// resource's uid.
+func (s *Set) fillEntities(sc *scratch, r Resource, pv *principalValues) (*entities, cedar.EntityUID) {
+	ents := &sc.ents
+	ents.cat = s.catalog.entities
+	resUID := cedar.NewEntityUID(cedar.EntityType(r.Type), cedar.String(r.ID))
+	if res, ok := s.catalog.entities[resUID]; ok {
+		// The resource is looked up by most policies: first in line.
+		ents.add(res)
+	}
+	// The principal goes before a delegation target, so an agent
+	// delegating to itself keeps its attributes.
+	ents.add(pv.entity)
+	if r.Type == ResourceAgent || r.Type == ResourceService {
+		ents.add(delegateEntity(r))
+	}
+	return ents, resUID
+}
+
+// contextError is the denial of a request whose context cannot be built.
+func (s *Set) contextError(err error) Decision {
+	d := deny(s.version, "%v", err)
+	d.Errors = []string{err.Error()}
+	return d
+}
+
+// authorize evaluates the enforced and the shadow policies that can match
+// creq and turns Cedar's answer into a Decision.
+func (s *Set) authorize(ents *entities, creq cedar.Request, a Action, r Resource) Decision {
+	dec, diag := cedar.Authorize(s.enforced[a].policies(creq.Resource), ents, creq)
 	d := Decision{Effect: Deny, Version: s.version}
 	for _, e := range diag.Errors {
 		d.Errors = append(d.Errors, fmt.Sprintf("policy %s: %s", e.PolicyID, e.Message))
 	}
-	for _, r := range diag.Reasons {
-		d.Policies = append(d.Policies, string(r.PolicyID))
+	for _, rsn := range diag.Reasons {
+		d.Policies = append(d.Policies, string(rsn.PolicyID))
 	}
 	sort.Strings(d.Policies)
 	forbidden := dec == cedar.Deny && len(diag.Reasons) > 0
@@ -164,9 +197,9 @@ func (s *Set) Decide(req Request) Decision {
 			d.Reason = "approval required by " + strings.Join(s.approvers(d.Policies), ", ")
 		}
 	default:
-		d.Reason = fmt.Sprintf("no policy permits %s on %s", req.Action, req.Resource)
+		d.Reason = fmt.Sprintf("no policy permits %s on %s", a, r)
 	}
-	if sh := s.shadow[req.Action].policies(creq.Resource); len(sh.list) > 0 {
+	if sh := s.shadow[a].policies(creq.Resource); len(sh.list) > 0 {
 		d.Shadow = s.decideShadow(sh.list, ents, creq, d.Effect, forbidden, len(d.Errors) > 0, approval)
 	}
 	return d
