@@ -445,14 +445,12 @@ func digestArgs(canonical, key []byte) string {
 
 // seal computes r's hash and canonical body.
 func seal(r *Record) (body []byte, hash string, err error) {
-	r.Hash = ""
-	hash, err = r.computeHash()
+	body, hash, err = r.sealed()
 	if err != nil {
 		return nil, "", fmt.Errorf("audit: %w", err)
 	}
 	r.Hash = hash
-	body, err = r.canonical()
-	return body, hash, err
+	return body, hash, nil
 }
 
 // run is the committer: it drains the queue in batches until Close.

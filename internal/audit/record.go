@@ -115,6 +115,15 @@ type Record struct {
 // Members are appended in sorted key order (TestCanonicalKeysSorted
 // checks the order).
 func (r *Record) canonical() ([]byte, error) {
+	b, _, err := r.canonicalAt()
+	return b, err
+}
+
+// canonicalAt is canonical that also says where the "hash" member is, or
+// would go when Hash is empty: the offset of its leading comma (or of the
+// member itself when it is the first). seal uses it to encode a record
+// once for its hash and its body.
+func (r *Record) canonicalAt() ([]byte, int, error) {
 	b := make([]byte, 0, 768)
 	b = append(b, '{')
 	first := true
@@ -159,7 +168,7 @@ func (r *Record) canonical() ([]byte, error) {
 	if len(r.Args) > 0 {
 		a, err := CanonicalJSON(r.Args)
 		if err != nil {
-			return nil, fmt.Errorf("args: %w", err)
+			return nil, 0, fmt.Errorf("args: %w", err)
 		}
 		key("args")
 		b = append(b, a...)
@@ -168,7 +177,7 @@ func (r *Record) canonical() ([]byte, error) {
 	str("chain", r.Chain)
 	if r.CostUSD != 0 {
 		if math.IsNaN(r.CostUSD) || math.IsInf(r.CostUSD, 0) {
-			return nil, errors.New("cost_usd is not a finite number")
+			return nil, 0, errors.New("cost_usd is not a finite number")
 		}
 		c, _ := json.Marshal(r.CostUSD)
 		key("cost_usd")
@@ -176,6 +185,7 @@ func (r *Record) canonical() ([]byte, error) {
 	}
 	str("credential_id", r.CredentialID)
 	str("decision", string(r.Decision))
+	hashAt := len(b)
 	str("hash", r.Hash)
 	str("kind", string(r.Kind))
 	num("latency_us", r.LatencyUS)
@@ -201,7 +211,7 @@ func (r *Record) canonical() ([]byte, error) {
 	}
 	num("tokens_in", r.TokensIn)
 	num("tokens_out", r.TokensOut)
-	return append(b, '}'), nil
+	return append(b, '}'), hashAt, nil
 }
 
 // computeHash returns the hex SHA-256 of r's canonical JSON without its
@@ -215,6 +225,34 @@ func (r *Record) computeHash() (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// sealed encodes r (whose Hash is ignored) once, and returns its hash
+// and the canonical body carrying that hash: the body is the hashed
+// encoding with the "hash" member spliced in at its place in key order.
+func (r *Record) sealed() (body []byte, hash string, err error) {
+	c := *r
+	c.Hash = ""
+	b, at, err := c.canonicalAt()
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(b)
+	hash = hex.EncodeToString(sum[:])
+	body = make([]byte, 0, len(b)+len(hash)+10)
+	body = append(body, b[:at]...)
+	if at > 1 { // a member precedes: b[at] starts the next with a comma, if any
+		body = append(body, ',')
+	}
+	body = append(body, `"hash":"`...)
+	body = append(body, hash...)
+	body = append(body, '"')
+	rest := b[at : len(b)-1] // the members after, without the closing brace
+	if at == 1 && len(rest) > 0 {
+		body = append(body, ',')
+	}
+	body = append(body, rest...)
+	return append(body, '}'), hash, nil
 }
 
 // decodeRecord parses a stored body and checks that it is exactly the
