@@ -94,9 +94,10 @@ func TestCrashKill9(t *testing.T) {
 					}
 					acked[seq] = true
 					n++
-					// Past the batched linger (10 ms) several batches
-					// are committed, so the kill lands mid-stream.
-					if !killed && (n >= 1500 && time.Since(start) > 200*time.Millisecond || time.Since(start) > 4*time.Second) {
+					// Past several batched lingers (100 ms each)
+					// several batches are committed, so the kill lands
+					// mid-stream.
+					if !killed && (n >= 1500 && time.Since(start) > time.Second || time.Since(start) > 6*time.Second) {
 						// Everything already printed is acknowledged;
 						// the pipe's remainder is read after the kill.
 						cmd.Process.Signal(syscall.SIGKILL)
