@@ -31,6 +31,11 @@ func lockDataDir(dir string) (release func() error, err error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("data directory %s is in use by another agate process (lock %s held)", dir, path)
 		}
+		if errors.Is(err, syscall.ENOLCK) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.EINVAL) {
+			// A filesystem without flock (some network mounts): the
+			// guard is lost there, the gateway is not.
+			return func() error { return nil }, nil
+		}
 		return nil, fmt.Errorf("lock data directory %s: %w", dir, err)
 	}
 	return f.Close, nil
