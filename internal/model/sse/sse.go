@@ -85,7 +85,13 @@ func (r *Reader) Reset(src io.Reader) {
 // event.
 func (r *Reader) Buffered() bool {
 	b := r.buf[r.r:r.w]
-	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\r\r"))
+	if bytes.Contains(b, []byte("\n\n")) {
+		return true
+	}
+	if bytes.IndexByte(b, '\r') < 0 { // the usual case: LF line ends only
+		return false
+	}
+	return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\r\r"))
 }
 
 // Next returns the next event. At the end of the stream it returns io.EOF;
@@ -190,7 +196,7 @@ func (r *Reader) readLine() ([]byte, error) {
 			}
 			r.skipLF = false
 		}
-		if i := bytes.IndexAny(r.buf[r.r:r.w], "\r\n"); i >= 0 {
+		if i := lineEnd(r.buf[r.r:r.w]); i >= 0 {
 			if i > r.maxLine {
 				return nil, fmt.Errorf("%w: more than %d bytes", ErrLineTooLong, r.maxLine)
 			}
@@ -214,6 +220,21 @@ func (r *Reader) readLine() ([]byte, error) {
 		}
 		r.fill()
 	}
+}
+
+// lineEnd is the index of the first CR or LF in b, or -1. Two IndexByte
+// scans (vectorised) beat one IndexAny (a byte at a time) on the chunks
+// model streams carry, where a CR is rare.
+func lineEnd(b []byte) int {
+	lf := bytes.IndexByte(b, '\n')
+	limit := b
+	if lf >= 0 {
+		limit = b[:lf]
+	}
+	if cr := bytes.IndexByte(limit, '\r'); cr >= 0 {
+		return cr
+	}
+	return lf
 }
 
 func (r *Reader) fill() {
@@ -279,7 +300,7 @@ func (d *Decoder) Write(p []byte) (int, error) {
 				continue
 			}
 		}
-		i := bytes.IndexAny(p, "\r\n")
+		i := lineEnd(p)
 		if i < 0 {
 			if len(d.line)+len(p) > d.maxLine {
 				d.err = fmt.Errorf("%w: more than %d bytes", ErrLineTooLong, d.maxLine)
@@ -355,7 +376,7 @@ func AppendEvent(dst []byte, ev Event) []byte {
 // AppendData appends data as "data:" lines and the dispatching blank line.
 func AppendData(dst, data []byte) []byte {
 	for {
-		i := bytes.IndexAny(data, "\r\n")
+		i := lineEnd(data)
 		dst = append(dst, "data: "...)
 		if i < 0 {
 			dst = append(dst, data...)

@@ -268,3 +268,26 @@ func TestBuffered(t *testing.T) {
 		t.Fatal("only part of an event is buffered")
 	}
 }
+
+// Buffered knows every line ending the spec allows.
+func TestBufferedLineEndings(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{
+		{"data: a\n\ndata: b\n\n", true},
+		{"data: a\n\ndata: b\r\n\r\n", true},
+		{"data: a\n\ndata: b\r\r", true},
+		{"data: a\n\ndata: b\r\n", false},
+		{"data: a\n\ndata: b\r", false},
+		{"data: a\n\ndata: b\n", false},
+	} {
+		r := NewReader(strings.NewReader(tt.in), 0)
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Buffered(); got != tt.want {
+			t.Errorf("%q: Buffered() = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}

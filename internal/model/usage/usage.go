@@ -194,7 +194,7 @@ func (m *Meter) observeOpenAI(ev sse.Event) {
 	if !reportsUsage(ev.Data) {
 		// The hot path: a content chunk. Its text only matters for an
 		// estimate, so it is measured without decoding the chunk.
-		m.chars += stringFieldLen(ev.Data, `"content":"`) + stringFieldLen(ev.Data, `"refusal":"`) + stringFieldLen(ev.Data, `"arguments":"`)
+		m.chars += stringFieldsLen(ev.Data, "content", "refusal", "arguments")
 		return
 	}
 	var c struct {
@@ -229,7 +229,7 @@ func (m *Meter) observeOpenAI(ev sse.Event) {
 func (m *Meter) observeAnthropic(ev sse.Event) {
 	switch ev.Type {
 	case "content_block_delta":
-		m.chars += stringFieldLen(ev.Data, `"text":"`) + stringFieldLen(ev.Data, `"partial_json":"`) + stringFieldLen(ev.Data, `"thinking":"`)
+		m.chars += stringFieldsLen(ev.Data, "text", "partial_json", "thinking")
 	case "message_start":
 		var s struct {
 			Message struct {
@@ -290,28 +290,44 @@ func (m *Meter) Usage() Usage {
 	return u
 }
 
-// stringFieldLen returns the encoded length of every JSON string value that
-// follows key (written as `"name":"`) in data, without decoding: close
-// enough for a token estimate, and allocation-free on the streaming path.
-func stringFieldLen(data []byte, key string) int {
+// stringFieldsLen returns the encoded length of every JSON string value
+// that follows one of keys ("KEY":"…") in data, without decoding data: a
+// stream's chunks are metered for the fallback estimate on every event,
+// so this is one pass over the chunk for all the keys, not one per key.
+// A member separator ":" can only sit between a name and a string value
+// (a quote inside a string is escaped), so each one found is checked
+// against the names before it.
+func stringFieldsLen(data []byte, keys ...string) int {
 	n := 0
+	sep := []byte(`":"`)
 	for {
-		i := bytes.Index(data, []byte(key))
+		i := bytes.Index(data, sep)
 		if i < 0 {
 			return n
 		}
-		data = data[i+len(key):]
+		name, val := data[:i], data[i+len(sep):]
+		data = val
+		match := false
+		for _, k := range keys {
+			if len(name) > len(k) && name[len(name)-len(k)-1] == '"' && string(name[len(name)-len(k):]) == k {
+				match = true
+				break
+			}
+		}
+		if !match {
+			continue
+		}
 		j := 0
-		for j < len(data) && data[j] != '"' {
-			if data[j] == '\\' {
+		for j < len(val) && val[j] != '"' {
+			if val[j] == '\\' {
 				j++
 			}
 			j++
 		}
-		n += min(j, len(data))
-		if j >= len(data) {
+		n += min(j, len(val))
+		if j >= len(val) {
 			return n
 		}
-		data = data[j:]
+		data = val[j:]
 	}
 }

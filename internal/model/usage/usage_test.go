@@ -177,15 +177,18 @@ func TestStringFieldLen(t *testing.T) {
 		data, key string
 		want      int
 	}{
-		{`{"choices":[{"delta":{"content":"hello"}}]}`, `"content":"`, 5},
-		{`{"delta":{"content":"a\"b"}}`, `"content":"`, 4},
-		{`{"a":{"content":"x"},"b":{"content":"yz"}}`, `"content":"`, 3},
-		{`{"delta":{"content":null}}`, `"content":"`, 0},
-		{`{"delta":{"content":"unterminated`, `"content":"`, 12},
-		{`{"delta":{"content":"ends in \`, `"content":"`, 9},
+		{`{"choices":[{"delta":{"content":"hello"}}]}`, "content", 5},
+		{`{"delta":{"content":"a\"b"}}`, "content", 4},
+		{`{"a":{"content":"x"},"b":{"content":"yz"}}`, "content", 3},
+		{`{"delta":{"content":null}}`, "content", 0},
+		{`{"delta":{"content":"unterminated`, "content", 12},
+		{`{"delta":{"content":"ends in \`, "content", 9},
+		{`{"delta":{"xcontent":"no","content":"yes"}}`, "content", 3},
+		{`{"id":"c1","delta":{"content":"say \":\" ok"}}`, "content", 12},
+		{`{"delta":{"refusal":"no","tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}`, "content refusal arguments", 2 + 9},
 	}
 	for _, tt := range tests {
-		if got := stringFieldLen([]byte(tt.data), tt.key); got != tt.want {
+		if got := stringFieldsLen([]byte(tt.data), strings.Fields(tt.key)...); got != tt.want {
 			t.Errorf("%s: %d, want %d", tt.data, got, tt.want)
 		}
 	}
