@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +90,9 @@ type testChain struct {
 	seq    uint64
 	head   string
 	base   time.Time
+	// bare leaves agent, session and task empty, as on a model request
+	// made with an API key.
+	bare bool
 }
 
 func newTestChain(t testing.TB) *testChain {
@@ -117,6 +121,9 @@ func (c *testChain) next(t testing.TB, n int) []Stored {
 			Subject: subjects[k%3], Agent: "agent-" + fmt.Sprint(k%2), Session: "sess-" + fmt.Sprint(k%4),
 			Task: "task-" + fmt.Sprint(k%5), Action: "call_tool", Resource: "tool:send_email",
 			Decision: decisions[k%3], PolicyIDs: []string{"p1", "p2"}, Reason: "because", TokensIn: int64(k), CostUSD: 0.001 * float64(k),
+		}
+		if c.bare {
+			r.Agent, r.Session, r.Task = "", "", ""
 		}
 		body, hash, err := seal(&r)
 		if err != nil {
@@ -280,4 +287,81 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestQueriesUsePartialIndexes shows that a filter on agent, session or
+// task is answered from its partial index (the records where the column is
+// set), and that an index of the earlier, full kind is replaced on open.
+func TestQueriesUsePartialIndexes(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) (*sqlStore, string){
+		"sqlite": func(t *testing.T) (*sqlStore, string) {
+			path := filepath.Join(t.TempDir(), "audit.db")
+			w, err := OpenSQLite(context.Background(), path, "agate_audit", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := w.(*sqlStore)
+			// An index as earlier versions made it, to be replaced.
+			if _, err := s.db.Exec(`CREATE INDEX agate_audit_records_agent ON agate_audit_records (agent, time_ns)`); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			w, err = OpenSQLite(context.Background(), path, "agate_audit", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { w.Close() })
+			return w.(*sqlStore), "EXPLAIN QUERY PLAN "
+		},
+		"postgres": func(t *testing.T) (*sqlStore, string) {
+			w, _ := openTestPostgres(t)
+			return w.(*sqlStore), "EXPLAIN "
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, explain := open(t)
+			var n int
+			if err := s.db.QueryRow(`SELECT count(*) FROM ` + map[bool]string{false: "sqlite_master WHERE type = 'index' AND name = ",
+				true: "pg_indexes WHERE indexname = "}[s.postgres] + `'` + s.records + `_agent'`).Scan(&n); err != nil || n != 0 {
+				t.Fatalf("the full agent index is still there (%d, %v)", n, err)
+			}
+			ctx := context.Background()
+			conn, err := s.db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if s.postgres {
+				// An empty table is scanned whatever the indexes; the
+				// question is whether the planner may use the index.
+				if _, err := conn.ExecContext(ctx, "SET enable_seqscan = off"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, f := range []Filter{{Agent: "a"}, {Session: "s"}, {Task: "t"}} {
+				col := map[bool]string{true: "agent", false: map[bool]string{true: "session", false: "task"}[f.Session != ""]}[f.Agent != ""]
+				q, args := s.queryText(f)
+				rows, err := conn.QueryContext(ctx, explain+q, args...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var plan strings.Builder
+				cols, _ := rows.Columns()
+				for rows.Next() {
+					vals := make([]any, len(cols))
+					for i := range vals {
+						vals[i] = new(any)
+					}
+					if err := rows.Scan(vals...); err != nil {
+						t.Fatal(err)
+					}
+					fmt.Fprintln(&plan, *vals[len(vals)-1].(*any))
+				}
+				rows.Close()
+				if want := s.records + "_" + col + "_set"; !strings.Contains(plan.String(), want) {
+					t.Errorf("filter on %s: plan does not use %s:\n%s", col, want, plan.String())
+				}
+			}
+		})
+	}
 }

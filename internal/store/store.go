@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -26,6 +27,9 @@ var ErrNotFound = errors.New("not found")
 type Store struct {
 	db     *sql.DB
 	driver string // "sqlite" or "postgres"
+
+	mu      sync.Mutex
+	inserts map[int]*sql.Stmt // the ledger's multi-row INSERTs, by rows
 }
 
 // OpenSQLite opens (creating if needed) the SQLite database at path.
@@ -67,7 +71,15 @@ func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
 }
 
 // Close releases the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	for _, st := range s.inserts {
+		st.Close()
+	}
+	s.inserts = nil
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 // Ping reports whether the database answers; /readyz uses it.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }

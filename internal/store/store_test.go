@@ -155,3 +155,34 @@ func TestUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordUsageChunks records a batch that spans several multi-row
+// INSERTs and a remainder, and finds every entry.
+func TestRecordUsageChunks(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			n := 2*usageRowsPerInsert + 7
+			var entries []UsageEntry
+			var in int64
+			for i := range n {
+				entries = append(entries, UsageEntry{RequestID: fmt.Sprint("r", i), Time: time.Unix(1700000000, 0), KeyID: "k", Model: "m",
+					InputTokens: int64(i), OutputTokens: 1, Status: 200, Stream: i%2 == 0, Estimated: i%3 == 0})
+				in += int64(i)
+			}
+			for range 2 { // the second batch reuses the prepared statements
+				if err := s.RecordUsage(ctx, entries); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.Usage(ctx, UsageQuery{GroupBy: "key"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []UsageRow{{Group: "k", Requests: 2 * int64(n), InputTokens: 2 * in, OutputTokens: 2 * int64(n), Estimated: 2 * int64((n+2)/3)}}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+		})
+	}
+}

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -28,6 +30,13 @@ type UsageEntry struct {
 	Stream    bool
 }
 
+// usageRowsPerInsert is how many entries one INSERT statement carries: a
+// statement per entry costs database/sql and the driver a round of
+// argument conversion and a VM start each, a multi-row one once.
+const usageRowsPerInsert = 32
+
+const usageColumns = "request_id, ts, key_id, team, subject, route, model, target, input_tokens, output_tokens, cached_tokens, estimated, cost_usd, latency_ms, status, stream"
+
 // RecordUsage appends entries to the ledger in one transaction.
 func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 	if len(entries) == 0 {
@@ -38,24 +47,55 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 		return fmt.Errorf("record usage: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a committed tx makes this a no-op
-	stmt, err := tx.PrepareContext(ctx, s.rebind(`INSERT INTO usage_ledger
-		(request_id, ts, key_id, team, subject, route, model, target, input_tokens, output_tokens, cached_tokens, estimated, cost_usd, latency_ms, status, stream)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
-	if err != nil {
-		return fmt.Errorf("record usage: %w", err)
-	}
-	defer stmt.Close()
-	for _, e := range entries {
-		if _, err := stmt.ExecContext(ctx, e.RequestID, millis(e.Time), e.KeyID, e.Team, e.Subject, e.Route, e.Model, e.Target,
-			e.InputTokens, e.OutputTokens, e.CachedTokens, e.Estimated, e.CostUSD,
-			float64(e.Latency)/float64(time.Millisecond), e.Status, e.Stream); err != nil {
-			return fmt.Errorf("record usage %s: %w", e.RequestID, err)
+	args := make([]any, 0, 16*min(len(entries), usageRowsPerInsert))
+	for start := 0; start < len(entries); start += usageRowsPerInsert {
+		chunk := entries[start:min(start+usageRowsPerInsert, len(entries))]
+		args = args[:0]
+		for _, e := range chunk {
+			args = append(args, e.RequestID, millis(e.Time), e.KeyID, e.Team, e.Subject, e.Route, e.Model, e.Target,
+				e.InputTokens, e.OutputTokens, e.CachedTokens, e.Estimated, e.CostUSD,
+				float64(e.Latency)/float64(time.Millisecond), e.Status, e.Stream)
+		}
+		stmt, err := s.usageInsert(ctx, len(chunk))
+		if err != nil {
+			return fmt.Errorf("record usage: prepare: %w", err)
+		}
+		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("record usage %s…: %w", chunk[0].RequestID, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record usage: %w", err)
 	}
 	return nil
+}
+
+// usageInsert returns the prepared INSERT of n ledger rows, prepared once
+// per n: a batch is mostly full chunks and one remainder.
+func (s *Store) usageInsert(ctx context.Context, n int) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.inserts[n]; ok {
+		return st, nil
+	}
+	var q strings.Builder
+	q.WriteString("INSERT INTO usage_ledger (" + usageColumns + ") VALUES ")
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", 16), ", ") + ")"
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(row)
+	}
+	st, err := s.db.PrepareContext(ctx, s.rebind(q.String()))
+	if err != nil {
+		return nil, err
+	}
+	if s.inserts == nil {
+		s.inserts = map[int]*sql.Stmt{}
+	}
+	s.inserts[n] = st
+	return st, nil
 }
 
 // UsageQuery selects and groups ledger rows.

@@ -230,7 +230,7 @@ func run(ctx context.Context, s settings) error {
 		name string
 		run  func(context.Context) error
 	}{
-		{"rate", b.ratePhases},
+		{"rate", func(ctx context.Context) error { return b.ratePhases(ctx, bins) }},
 		{"saturation", func(ctx context.Context) error { return b.saturationPhases(ctx, bins) }},
 		{"streams", b.holdPhases},
 	} {
@@ -436,7 +436,7 @@ func (b *bench) checkAlive() error {
 	return nil
 }
 
-func (b *bench) ratePhases(ctx context.Context) error {
+func (b *bench) ratePhases(ctx context.Context, bins binaries) error {
 	for _, stream := range []bool{false, true} {
 		clients := newClients(0)
 		for _, t := range targets {
@@ -444,8 +444,16 @@ func (b *bench) ratePhases(ctx context.Context) error {
 		}
 		for _, rate := range b.s.rates {
 			step("%-10s %5d req/s", mode(stream), rate)
+			profile := func() {}
+			if bins.profiling {
+				// At a constant rate the idle-to-busy wake-ups count, which a
+				// saturated run hides.
+				span := 3*b.s.duration + time.Duration(3*b.s.rounds)*settleTime + time.Second
+				profile = b.startCPUProfile(ctx, fmt.Sprintf("agate-cpu-%s-%d.pprof", mode(stream), rate), span)
+			}
 			err := b.interleaved(ctx, phase{kind: kindRate, stream: stream, rate: rate}, b.s.duration,
 				func(t string, d time.Duration) load.Result { return clients[t].Rate(b.request(t, stream), rate, d) })
+			profile()
 			if err != nil {
 				return err
 			}
