@@ -134,27 +134,71 @@ type call struct {
 	// streamed holds the invocation of a stream that reached the client,
 	// whose outcome serve reports once the stream has ended.
 	streamed *Invocation
+	// relay is the stream do prepared and serve relays once do has
+	// returned: see streamRelay.
+	relay *streamRelay
+}
+
+// streamRelay is an upstream stream ready to be relayed. serve relays it
+// after do has returned so that do's frame is not on the stack while the
+// stream is open: the first write of a response serializes its headers
+// (net/http's writeHeader alone takes 2.8 KB of stack), and a handler
+// that goes past 8 KB there keeps a 16 KB stack for as long as the stream
+// lasts, 8 MB over a thousand streams.
+type streamRelay struct {
+	body       io.ReadCloser
+	op         provider.Op
+	meter      *usage.Meter
+	stripUsage bool
+	filter     eventFilter
+	inv        *Invocation
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op provider.Op, d Dialect, routeName string) {
-	c := &call{route: routeName, started: h.now(), status: http.StatusOK}
+	// c is on the heap: it outlives serve when the accounting runs after.
+	c := newCall(routeName, h.now())
 	err := h.do(w, r, op, c)
-	switch {
-	case err == nil:
-	case errors.Is(err, errStreamStarted):
-		// The response has begun; the stream carried the error and do
+	if err == nil && c.relay != nil {
+		err = h.relay(w, r, c)
+	}
+	if err != nil {
+		h.failed(w, r, d, c, err)
+	}
+	h.account(r, c)
+}
+
+//go:noinline
+func newCall(route string, started time.Time) *call {
+	return &call{route: route, started: started, status: http.StatusOK}
+}
+
+// failed answers a request that failed with err, unless a stream carried
+// the error already, and logs the failures that are the gateway's or
+// an upstream's.
+//
+//go:noinline
+func (h *Handler) failed(w http.ResponseWriter, r *http.Request, d Dialect, c *call, err error) {
+	if errors.Is(err, errStreamStarted) {
+		// The response has begun; the stream carried the error and relay
 		// set the status to account it under.
 		if c.status >= 500 {
-			h.Log.Warn("model stream failed", "request_id", telemetry.RequestID(r.Context()), "route", routeName, "model", c.model, "target", c.target, "err", err)
+			h.Log.Warn("model stream failed", "request_id", telemetry.RequestID(r.Context()), "route", c.route, "model", c.model, "target", c.target, "err", err)
 		}
-	default:
-		e := asError(err)
-		c.status = e.Status
-		WriteError(w, d, e)
-		if e.Status >= 500 {
-			h.Log.Warn("model request failed", "request_id", telemetry.RequestID(r.Context()), "route", routeName, "model", c.model, "status", e.Status, "err", err)
-		}
+		return
 	}
+	e := asError(err)
+	c.status = e.Status
+	WriteError(w, d, e)
+	if e.Status >= 500 {
+		h.Log.Warn("model request failed", "request_id", telemetry.RequestID(r.Context()), "route", c.route, "model", c.model, "status", e.Status, "err", err)
+	}
+}
+
+// account records the request's outcome; a stream's is recorded by
+// h.After, after the handler has returned.
+//
+//go:noinline
+func (h *Handler) account(r *http.Request, c *call) {
 	c.ended = h.now()
 	if c.streamed == nil {
 		h.finish(r.Context(), c)
@@ -173,6 +217,27 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op provider.Op, 
 		return
 	}
 	h.After(account)
+}
+
+// relay relays the stream do prepared and accounts what it sent.
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, c *call) error {
+	sr := c.relay
+	c.relay = nil
+	defer sr.body.Close()
+	err := h.relayStream(w, r, sr)
+	c.usage = sr.meter.Usage()
+	c.streamed = sr.inv
+	if err != nil {
+		c.status = http.StatusBadGateway
+		var e *Error
+		if errors.As(err, &e) {
+			c.status = e.Status
+		}
+		if r.Context().Err() != nil {
+			c.status = 499 // client closed the request, as nginx counts it
+		}
+	}
+	return err
 }
 
 // errStreamStarted marks an error that happened after a response began;
@@ -229,7 +294,6 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 		return routeError(r.Context(), fields.Model, err)
 	}
 	c.target = res.Target.Name()
-	defer res.Response.Body.Close()
 	hdr := w.Header()
 	hdr.Set("X-Agate-Target", c.target)
 	if ct := res.Response.Header.Get("Content-Type"); ct != "" {
@@ -246,21 +310,10 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 				filter = &chatToolFilter{h: h, ctx: r.Context(), inv: inv}
 			}
 		}
-		err = h.relayStream(w, r, res.Response.Body, op, meter, stripUsage, filter)
-		c.usage = meter.Usage()
-		if err != nil {
-			c.status = http.StatusBadGateway
-			var e *Error
-			if errors.As(err, &e) {
-				c.status = e.Status
-			}
-			if r.Context().Err() != nil {
-				c.status = 499 // client closed the request, as nginx counts it
-			}
-		}
-		c.streamed = inv
-		return err
+		c.relay = &streamRelay{body: res.Response.Body, op: op, meter: meter, stripUsage: stripUsage, filter: filter, inv: inv}
+		return nil
 	}
+	defer res.Response.Body.Close()
 	size, err := strconv.ParseInt(res.Response.Header.Get("Content-Length"), 10, 64)
 	if err != nil {
 		size = -1
@@ -383,28 +436,15 @@ func readAll(body io.Reader, size int64) ([]byte, error) {
 // relayStream copies SSE events from the upstream to the client one at a
 // time, flushing each. A stream that ends without its terminal event is
 // closed with an error event in the client's dialect, so that SDKs surface
-// the cut instead of treating it as a clean finish.
-func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Reader, op provider.Op, meter *usage.Meter, stripUsage bool, filter eventFilter) error {
+// the cut instead of treating it as a clean finish. It stays with a small
+// stack frame (the setup and the error paths are calls of their own): it
+// is on the stack of every open stream, below net/http's writes.
+func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *streamRelay) error {
 	h.Metrics.StreamsInFlight.Inc()
 	defer h.Metrics.StreamsInFlight.Dec()
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	hold := holdHeaders(rc)
-	defer hold.release()
-	rd, _ := h.readers.Get().(*sse.Reader)
-	if rd == nil {
-		rd = sse.NewReader(body, 0)
-	} else {
-		rd.Reset(body)
-	}
-	defer func() {
-		rd.Reset(nil) // drop the body; keep the buffers
-		h.readers.Put(rd)
-	}()
+	rc, hold, rd := h.startStream(w, sr.body)
+	defer h.endStream(hold, rd)
+	op := sr.op
 	var out []byte
 	var events []sse.Event
 	finished := false
@@ -414,7 +454,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 	dirty := false
 	for {
 		if dirty && !rd.Buffered() {
-			if err := rc.Flush(); err != nil {
+			if err := flush(rc); err != nil {
 				return errStreamStarted
 			}
 			dirty = false
@@ -429,27 +469,21 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 			if r.Context().Err() != nil {
 				return errStreamStarted
 			}
-			hold.release()
-			w.Write(streamErrorEvent(op, "the upstream stream was interrupted before it finished")) //nolint:errcheck
-			rc.Flush()                                                                              //nolint:errcheck
-			return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream stream interrupted", Cause: errors.Join(errStreamStarted, err)}
+			return endWithError(w, rc, hold, op, &Error{Status: http.StatusBadGateway, Kind: KindUpstream,
+				Message: "upstream stream interrupted", Cause: errors.Join(errStreamStarted, err)}, "the upstream stream was interrupted before it finished")
 		}
-		meter.Observe(ev)
-		if isTerminal(op, ev) {
-			finished = true
-		}
-		if stripUsage && usage.IsUsageChunk(ev.Data) {
+		sr.meter.Observe(ev)
+		terminal := isTerminal(op, ev)
+		finished = finished || terminal
+		if sr.stripUsage && usage.IsUsageChunk(ev.Data) {
 			continue
 		}
 		events = append(events[:0], ev)
-		if filter != nil {
-			if events, err = filter.Filter(events[:0], ev); err != nil {
+		if sr.filter != nil {
+			if events, err = sr.filter.Filter(events[:0], ev); err != nil {
 				e := asError(err)
-				hold.release()
-				w.Write(streamErrorEvent(op, e.Message)) //nolint:errcheck
-				rc.Flush()                               //nolint:errcheck
 				e.Cause = errStreamStarted
-				return e
+				return endWithError(w, rc, hold, op, e, e.Message)
 			}
 		}
 		out = out[:0]
@@ -464,16 +498,62 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, body io.Re
 			return errStreamStarted
 		}
 		dirty = true
-		if isTerminal(op, ev) || isErrorEvent(op, ev) {
-			if err := rc.Flush(); err != nil {
+		errEvent := isErrorEvent(op, ev)
+		if terminal || errEvent {
+			if err := flush(rc); err != nil {
 				return errStreamStarted
 			}
 			dirty = false
 		}
-		if isErrorEvent(op, ev) {
+		if errEvent {
 			return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream stream ended with an error", Cause: errStreamStarted}
 		}
 	}
+}
+
+// flush is rc.Flush, kept out of relayStream's frame.
+//
+//go:noinline
+func flush(rc *http.ResponseController) error { return rc.Flush() }
+
+// startStream sets a stream's headers, holds them for its first event and
+// takes an SSE reader of body from the pool.
+//
+//go:noinline
+func (h *Handler) startStream(w http.ResponseWriter, body io.Reader) (*http.ResponseController, *heldHeaders, *sse.Reader) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	rd, _ := h.readers.Get().(*sse.Reader)
+	if rd == nil {
+		rd = sse.NewReader(body, 0)
+	} else {
+		rd.Reset(body)
+	}
+	return rc, holdHeaders(rc), rd
+}
+
+// endStream releases the header hold and returns rd to the pool.
+//
+//go:noinline
+func (h *Handler) endStream(hold *heldHeaders, rd *sse.Reader) {
+	hold.release()
+	rd.Reset(nil) // drop the body; keep the buffers
+	h.readers.Put(rd)
+}
+
+// endWithError ends a stream that has begun with an error event saying
+// msg, and returns err.
+//
+//go:noinline
+func endWithError(w http.ResponseWriter, rc *http.ResponseController, hold *heldHeaders, op provider.Op, err error, msg string) error {
+	hold.release()
+	w.Write(streamErrorEvent(op, msg)) //nolint:errcheck
+	rc.Flush()                         //nolint:errcheck
+	return err
 }
 
 // headerHold is the time a stream's response headers wait for its first
