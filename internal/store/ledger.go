@@ -25,6 +25,12 @@ type Ledger struct {
 // ledgerBatch is the most entries committed in one transaction.
 const ledgerBatch = 512
 
+// ledgerQueue is how many entries wait for the writer: four full batches,
+// the slack for the time one commit takes. The queue is allocated whole
+// (about 200 bytes an entry) and stays in the live heap, which the
+// collector lets grow to twice its size before it runs.
+const ledgerQueue = 4 * ledgerBatch
+
 // NewLedger starts a ledger writing to s. Once it holds an entry it waits
 // linger for more before it commits them together (DefaultLinger when
 // linger is 0).
@@ -32,7 +38,7 @@ func NewLedger(s *Store, log *slog.Logger, linger time.Duration) *Ledger {
 	if linger <= 0 {
 		linger = DefaultLinger
 	}
-	l := &Ledger{store: s, log: log, queue: make(chan UsageEntry, 8192), done: make(chan struct{}), linger: linger,
+	l := &Ledger{store: s, log: log, queue: make(chan UsageEntry, ledgerQueue), done: make(chan struct{}), linger: linger,
 		full: make(chan struct{}, 1)}
 	go l.run()
 	return l
