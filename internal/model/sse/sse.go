@@ -38,8 +38,20 @@ type Reader struct {
 	maxLine int
 	srcErr  error
 	skipLF  bool // the previous line ended in a bare CR; a following LF belongs to it
+	// filled reports that the last read filled the buffer: more is likely
+	// waiting, and the buffer grows (up to burstBuffer) before the next.
+	filled bool
 	parser
 }
+
+// The buffer starts small and grows when reads fill it. A stream open for
+// minutes and sending an event at a time holds startBuffer; one whose events
+// come in bursts reads a burst at once, so that a relay sees that more
+// events are buffered (Buffered) and writes them with one flush.
+const (
+	startBuffer = 512
+	burstBuffer = 4096
+)
 
 // parser assembles events from lines.
 type parser struct {
@@ -56,11 +68,7 @@ func NewReader(r io.Reader, maxLine int) *Reader {
 	if maxLine <= 0 {
 		maxLine = DefaultMaxLine
 	}
-	size := 4096
-	if size > maxLine+1 {
-		size = maxLine + 1
-	}
-	return &Reader{src: r, buf: make([]byte, size), maxLine: maxLine}
+	return &Reader{src: r, buf: make([]byte, min(startBuffer, maxLine+1)), maxLine: maxLine}
 }
 
 // Reset makes r read src from the start, as NewReader(src, maxLine) would,
@@ -70,7 +78,7 @@ func (r *Reader) Reset(src io.Reader) {
 	const keep = 64 << 10
 	buf, data := r.buf, r.data[:0]
 	if cap(buf) > keep {
-		buf = make([]byte, min(4096, r.maxLine+1))
+		buf = make([]byte, min(startBuffer, r.maxLine+1))
 	}
 	if cap(data) > keep {
 		data = nil
@@ -242,17 +250,16 @@ func (r *Reader) fill() {
 		r.w = copy(r.buf, r.buf[r.r:r.w])
 		r.r = 0
 	}
-	if r.w == len(r.buf) {
-		n := 2 * len(r.buf)
-		if n > r.maxLine+1 {
-			n = r.maxLine + 1
-		}
-		nb := make([]byte, n)
-		copy(nb, r.buf[:r.w])
-		r.buf = nb
+	switch {
+	case r.w == len(r.buf):
+		// A line longer than the buffer.
+		r.grow(r.maxLine + 1)
+	case r.filled && len(r.buf) < burstBuffer:
+		r.grow(min(burstBuffer, r.maxLine+1))
 	}
 	for tries := 0; tries < 100; tries++ {
 		n, err := r.src.Read(r.buf[r.w:])
+		r.filled = n == len(r.buf)-r.w
 		r.w += n
 		if err != nil {
 			r.srcErr = err
@@ -263,6 +270,17 @@ func (r *Reader) fill() {
 		}
 	}
 	r.srcErr = io.ErrNoProgress
+}
+
+// grow doubles the buffer, to at most limit.
+func (r *Reader) grow(limit int) {
+	n := min(2*len(r.buf), limit)
+	if n <= len(r.buf) {
+		return
+	}
+	nb := make([]byte, n)
+	copy(nb, r.buf[:r.w])
+	r.buf = nb
 }
 
 // Decoder is the push form of Reader, for bytes that pass by on their way

@@ -291,3 +291,69 @@ func TestBufferedLineEndings(t *testing.T) {
 		}
 	}
 }
+
+// eventAtATime returns one event per Read, as a slow stream arrives.
+type eventAtATime struct{ events []string }
+
+func (s *eventAtATime) Read(p []byte) (int, error) {
+	if len(s.events) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.events[0])
+	if n < len(s.events[0]) {
+		s.events[0] = s.events[0][n:]
+	} else {
+		s.events = s.events[1:]
+	}
+	return n, nil
+}
+
+// The buffer stays small for a stream that arrives an event at a time and
+// grows to read a burst whole, so that the events of a burst are seen as
+// buffered together.
+func TestReaderBufferGrowsForBursts(t *testing.T) {
+	event := "data: {\"choices\":[{\"delta\":{\"content\":\"" + strings.Repeat("x", 150) + "\"}}]}\n\n"
+	var slow []string
+	for range 50 {
+		slow = append(slow, event)
+	}
+	r := NewReader(&eventAtATime{events: slow}, 0)
+	for n := 0; ; n++ {
+		if _, err := r.NextShared(); err == io.EOF {
+			if n != 50 {
+				t.Fatalf("%d events, want 50", n)
+			}
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.buf) != startBuffer {
+		t.Errorf("an event-at-a-time stream grew the buffer to %d bytes", len(r.buf))
+	}
+
+	burst := strings.Repeat(event, 50) // 9 KB, all there at once
+	r = NewReader(strings.NewReader(burst), 0)
+	buffered := 0
+	for n := 0; ; n++ {
+		if _, err := r.NextShared(); err == io.EOF {
+			if n != 50 {
+				t.Fatalf("%d events, want 50", n)
+			}
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if r.Buffered() {
+			buffered++
+		}
+	}
+	if len(r.buf) != burstBuffer {
+		t.Errorf("a burst left the buffer at %d bytes, want %d", len(r.buf), burstBuffer)
+	}
+	// With a 4 KB buffer about one event in twenty is read last from its
+	// buffer load; with the starting 512 bytes it would be every other one.
+	if buffered < 40 {
+		t.Errorf("only %d of 50 events had another buffered behind them", buffered)
+	}
+}
