@@ -154,9 +154,10 @@ type streamRelay struct {
 	inv        *Invocation
 }
 
+// serve is below every stream's relay on the stack, so it keeps a small
+// frame: failed and account are not inlined into it (see streamRelay).
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op provider.Op, d Dialect, routeName string) {
-	// c is on the heap: it outlives serve when the accounting runs after.
-	c := newCall(routeName, h.now())
+	c := &call{route: routeName, started: h.now(), status: http.StatusOK}
 	err := h.do(w, r, op, c)
 	if err == nil && c.relay != nil {
 		err = h.relay(w, r, c)
@@ -165,11 +166,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op provider.Op, 
 		h.failed(w, r, d, c, err)
 	}
 	h.account(r, c)
-}
-
-//go:noinline
-func newCall(route string, started time.Time) *call {
-	return &call{route: route, started: started, status: http.StatusOK}
 }
 
 // failed answers a request that failed with err, unless a stream carried
