@@ -12,10 +12,7 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/agate-gateway/agate/internal/action"
 	"github.com/agate-gateway/agate/internal/action/actiontest"
-	agmcp "github.com/agate-gateway/agate/internal/action/mcp"
-	"github.com/agate-gateway/agate/internal/config"
 )
 
 // benchUpstream serves n tools named t0..t(n-1) over Streamable HTTP.
@@ -78,23 +75,9 @@ func benchFrontTimed(b *testing.B, upstream string, n int) (string, *handlerTime
 	for i := 0; i < n; i += 2 {
 		rules[fmt.Sprintf("up__t%d", i)] = actiontest.Rule{Policy: "bench"}
 	}
-	gov, err := action.New(action.Options{Decider: &actiontest.Decider{Rules: rules, Version: "v"}, Sessions: actiontest.NewSessions(), Auditor: &actiontest.Auditor{}, Inspector: action.NewInspector()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	front, err := agmcp.New(agmcp.Options{Governor: gov, Config: config.MCP{Separator: "__", Egress: config.MCPEgress{AllowCIDRs: []string{"127.0.0.0/8"}},
-		Servers: []config.MCPServer{{Name: "up", Transport: "streamable-http", URL: upstream}}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	front.Start(ctx)
-	b.Cleanup(func() { front.Close() })
 	times := &handlerTimes{}
-	srv := httptest.NewServer(times.wrap(testAuth(front)))
-	b.Cleanup(srv.Close)
-	return srv.URL + "/mcp", times
+	_, url := frontOver(b, upstream, rules, times.wrap)
+	return url + "/mcp", times
 }
 
 func benchClient(b *testing.B, url string) *sdk.ClientSession {

@@ -20,10 +20,8 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/agate-gateway/agate/internal/action"
 	"github.com/agate-gateway/agate/internal/action/actiontest"
 	agmcp "github.com/agate-gateway/agate/internal/action/mcp"
-	"github.com/agate-gateway/agate/internal/config"
 )
 
 // statelessRequest is one 2026-07-28 request as an SDK client sends it.
@@ -215,22 +213,9 @@ func TestRawForwardRelaysToClientSession(t *testing.T) {
 	})
 	upSrv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return up }, nil))
 	t.Cleanup(upSrv.Close)
-	gov, err := action.New(action.Options{Decider: &actiontest.Decider{Rules: map[string]actiontest.Rule{"up__ask": {Policy: "ask"}}, Version: "v"},
-		Sessions: actiontest.NewSessions(), Auditor: &actiontest.Auditor{}, Inspector: action.NewInspector()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	front, err := agmcp.New(agmcp.Options{Governor: gov, Config: config.MCP{Separator: "__", SessionTimeout: time.Minute, Egress: config.MCPEgress{AllowCIDRs: []string{"127.0.0.0/8"}},
-		Servers: []config.MCPServer{{Name: "up", Transport: "streamable-http", URL: upSrv.URL, Timeout: 10 * time.Second}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	front, srvURL := frontOver(t, upSrv.URL, map[string]actiontest.Rule{"up__ask": {Policy: "ask"}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	front.Start(ctx)
-	t.Cleanup(func() { front.Close() })
-	srv := httptest.NewServer(testAuth(front))
-	t.Cleanup(srv.Close)
 
 	var logged atomic.Int32
 	c := sdk.NewClient(&sdk.Implementation{Name: "agent"}, &sdk.ClientOptions{
@@ -242,7 +227,7 @@ func TestRawForwardRelaysToClientSession(t *testing.T) {
 		},
 		LoggingMessageHandler: func(context.Context, *sdk.LoggingMessageRequest) { logged.Add(1) },
 	})
-	cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: srv.URL + "/mcp", HTTPClient: httpClient(http.Header{"X-Test-Subject": {"alice"}})}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: srvURL + "/mcp", HTTPClient: httpClient(http.Header{"X-Test-Subject": {"alice"}})}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,29 +280,16 @@ func TestRawCallAnswersBeforeStreamEnds(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 	t.Cleanup(func() { close(release) })
-	gov, err := action.New(action.Options{Decider: &actiontest.Decider{Rules: map[string]actiontest.Rule{"up__t0": {Policy: "p"}}, Version: "v"},
-		Sessions: actiontest.NewSessions(), Auditor: &actiontest.Auditor{}, Inspector: action.NewInspector()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	front, err := agmcp.New(agmcp.Options{Governor: gov, Config: config.MCP{Separator: "__", Egress: config.MCPEgress{AllowCIDRs: []string{"127.0.0.0/8"}},
-		Servers: []config.MCPServer{{Name: "up", Transport: "streamable-http", URL: up.URL, Timeout: 10 * time.Second}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, fsrvURL := frontOver(t, up.URL, map[string]actiontest.Rule{"up__t0": {Policy: "p"}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	front.Start(ctx)
-	t.Cleanup(func() { front.Close() })
-	fsrv := httptest.NewServer(testAuth(front))
-	t.Cleanup(fsrv.Close)
 	for _, version := range []string{"", "2025-11-25"} {
 		c := sdk.NewClient(&sdk.Implementation{Name: "agent"}, nil)
 		var opts *sdk.ClientSessionOptions
 		if version != "" {
 			opts = &sdk.ClientSessionOptions{ProtocolVersion: version}
 		}
-		cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: fsrv.URL + "/mcp", HTTPClient: httpClient(http.Header{"X-Test-Subject": {"alice"}})}, opts)
+		cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: fsrvURL + "/mcp", HTTPClient: httpClient(http.Header{"X-Test-Subject": {"alice"}})}, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

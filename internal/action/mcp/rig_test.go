@@ -210,6 +210,35 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	return r
 }
 
+// frontOver starts a front over one Streamable HTTP upstream, "up", at
+// upstream, governed by rules, and serves it (through testAuth, then wrap
+// when given) on a test server; it returns the front and the server's URL.
+func frontOver(tb testing.TB, upstream string, rules map[string]actiontest.Rule, wrap func(http.Handler) http.Handler) (*agmcp.Front, string) {
+	tb.Helper()
+	gov, err := action.New(action.Options{Decider: &actiontest.Decider{Rules: rules, Version: "v"},
+		Sessions: actiontest.NewSessions(), Auditor: &actiontest.Auditor{}, Inspector: action.NewInspector()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	front, err := agmcp.New(agmcp.Options{Governor: gov, Config: config.MCP{Separator: "__", SessionTimeout: time.Minute,
+		Egress:  config.MCPEgress{AllowCIDRs: []string{"127.0.0.0/8"}},
+		Servers: []config.MCPServer{{Name: "up", Transport: "streamable-http", URL: upstream, Timeout: 10 * time.Second}}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	front.Start(ctx)
+	tb.Cleanup(func() { front.Close() })
+	h := testAuth(front)
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	tb.Cleanup(srv.Close)
+	return front, srv.URL
+}
+
 // testAuth stands in for the gateway's authentication: the subject comes
 // from X-Test-Subject; "admin" is an admin.
 func testAuth(next http.Handler) http.Handler {
