@@ -7,3 +7,7 @@ func SetFastPath(f *Front, on bool) { f.noFast = !on }
 // FastServed is the number of requests the fast path served and of calls
 // forwarded raw.
 func FastServed(f *Front) int64 { return f.fastServed.Load() }
+
+// SessionFastServed is the number of calls in MCP sessions the fast path
+// served without the SDK's server session.
+func SessionFastServed(f *Front) int64 { return f.sessionFast.Load() }

@@ -63,26 +63,60 @@ func (f *Front) serveFast(w http.ResponseWriter, r *http.Request, ep *endpoint, 
 		r.Header.Get("Mcp-Protocol-Version") != statelessVersion || !sdkAccepts(r) {
 		return false
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, fastMaxBody+1))
-	if err != nil || len(body) > fastMaxBody {
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+	body, ok := readFastBody(r)
+	if !ok {
 		return false
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
 	req, ok := parseFast(body, r.Header)
 	if !ok {
 		return false
 	}
 	switch req.method {
 	case "tools/call":
-		return f.fastCall(w, r, ep, c, req)
+		return f.fastCall(w, r, ep, c, req, nil)
 	case "tools/list":
 		return f.fastList(w, r, ep, c, req)
 	}
 	return false
+}
+
+// serveSessionFast serves r if it is a plain tools/call in an MCP session
+// that the fast path can serve without the SDK's server session (see
+// fastSession), and reports whether it did; when it did not, r is
+// untouched and nothing was decided.
+func (f *Front) serveSessionFast(w http.ResponseWriter, r *http.Request, ep *endpoint, c *caller) bool {
+	if f.noFast || r.Method != http.MethodPost || r.Body == nil || len(r.Header.Values("Last-Event-ID")) > 0 || !sdkAccepts(r) {
+		return false
+	}
+	ss := f.fastSession(c.msid, ep, r.Header.Get("Mcp-Protocol-Version"))
+	if ss == nil {
+		return false
+	}
+	body, ok := readFastBody(r)
+	if !ok {
+		return false
+	}
+	req, ok := parseFast(body, nil)
+	if !ok || req.method != "tools/call" {
+		return false
+	}
+	return f.fastCall(w, r, ep, c, req, ss)
+}
+
+// readFastBody reads r's body for the fast path and leaves r.Body able to
+// give it again; ok is false for a body too large or unreadable, which is
+// then left for the SDK to read as it was.
+func readFastBody(r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, fastMaxBody+1))
+	if err != nil || len(body) > fastMaxBody {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		return nil, false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body, true
 }
 
 // sdkAccepts reports whether the SDK's stateless handler would get past its
@@ -127,8 +161,12 @@ func loopback(addr string) bool {
 // path serves; ok is false for anything else, including everything the SDK
 // would refuse. It validates the body once and then reads only the members
 // it needs, with exact (case-sensitive) names as the SDK's decoder matches
-// them.
+// them. h holds a stateless request's headers, which must agree with the
+// body; for a request in an MCP session it is nil, and a _meta member of
+// the protocol's own (io.modelcontextprotocol/…), which would make the SDK
+// treat the request as stateless, leaves it to the SDK.
 func parseFast(body []byte, h http.Header) (req *fastRequest, ok bool) {
+	stateless := h != nil
 	if !json.Valid(body) {
 		return nil, false
 	}
@@ -152,7 +190,8 @@ func parseFast(body []byte, h http.Header) (req *fastRequest, ok bool) {
 	}) {
 		return nil, false
 	}
-	if v, _ := plainString(version); v != "2.0" || !plainID(req.id) || req.method == "" || h.Get("Mcp-Method") != req.method || params == nil {
+	if v, _ := plainString(version); v != "2.0" || !plainID(req.id) || req.method == "" || params == nil ||
+		stateless && h.Get("Mcp-Method") != req.method {
 		return nil, false
 	}
 	var meta []byte
@@ -172,15 +211,26 @@ func parseFast(body []byte, h http.Header) (req *fastRequest, ok bool) {
 	}) {
 		return nil, false
 	}
-	if req.method == "tools/call" && (req.name == "" || h.Get("Mcp-Name") != req.name) {
+	if req.method == "tools/call" && (req.name == "" || stateless && h.Get("Mcp-Name") != req.name) {
 		return nil, false
 	}
 	req.meta = map[string]json.RawMessage{}
-	if meta == nil || !members(meta, func(k string, v []byte) bool {
+	if meta == nil && stateless || meta != nil && !members(meta, func(k string, v []byte) bool {
 		req.meta[k] = v
 		return true
 	}) {
 		return nil, false
+	}
+	if _, progress := req.meta["progressToken"]; progress {
+		return nil, false
+	}
+	if !stateless {
+		for k := range req.meta {
+			if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+				return nil, false
+			}
+		}
+		return req, true
 	}
 	// The SEP-2575 triple, as the SDK checks it.
 	if pv, _ := plainString(req.meta[sdk.MetaKeyProtocolVersion]); pv != h.Get("Mcp-Protocol-Version") {
@@ -199,9 +249,6 @@ func parseFast(body []byte, h http.Header) (req *fastRequest, ok bool) {
 		if json.Unmarshal(raw, &info) != nil || info == nil {
 			return nil, false
 		}
-	}
-	if _, progress := req.meta["progressToken"]; progress {
-		return nil, false
 	}
 	return req, true
 }
@@ -323,13 +370,25 @@ func plainID(id json.RawMessage) bool {
 }
 
 // fastCall serves a tools/call; it reports false, having decided nothing,
-// when the call is not one it forwards itself.
-func (f *Front) fastCall(w http.ResponseWriter, r *http.Request, ep *endpoint, c *caller, req *fastRequest) bool {
+// when the call is not one it forwards itself. ss is the client's MCP
+// session, nil for a stateless request: a call in a session goes on the
+// client's own upstream session (its link), as the SDK path sends it.
+func (f *Front) fastCall(w http.ResponseWriter, r *http.Request, ep *endpoint, c *caller, req *fastRequest, ss *sdk.ServerSession) bool {
 	e := f.lookup(ep.server, action.KindTool, req.name)
 	if e == nil || !e.fast || e.up.hc == nil {
 		return false
 	}
-	cs := e.up.session()
+	ctx := r.Context()
+	var cs *sdk.ClientSession
+	var l *link
+	if ss == nil {
+		cs = e.up.session()
+	} else {
+		var release func()
+		cs, release = e.up.sessionFor(ctx, ss)
+		defer release()
+		l = e.up.linkOf(ss)
+	}
 	if cs == nil {
 		return false
 	}
@@ -338,7 +397,6 @@ func (f *Front) fastCall(w http.ResponseWriter, r *http.Request, ep *endpoint, c
 		// A stateless upstream needs the SDK's own _meta triple.
 		return false
 	}
-	ctx := r.Context()
 	call := action.Call{Principal: c.p, Kind: action.KindTool, Server: e.up.cfg.Name, Name: e.ns, Args: req.args}
 	_ = json.Unmarshal(req.meta[MetaApprovalID], &call.ApprovalID)
 	_ = json.Unmarshal(req.meta[MetaNoWait], &call.NoWait)
@@ -349,12 +407,23 @@ func (f *Front) fastCall(w http.ResponseWriter, r *http.Request, ep *endpoint, c
 	}
 	cctx, cancel := e.up.callContext(ctx)
 	defer cancel()
-	result, err := e.up.callRaw(cctx, cs, nil, e.orig, stripRawMeta(req.meta), req.args)
+	if ss != nil {
+		// The SDK would cancel the call on the client's
+		// notifications/cancelled; it does not know this one.
+		defer f.trackCall(c.msid, req.id, cancel)()
+	}
+	result, err := e.up.callRaw(cctx, cs, l, e.orig, stripRawMeta(req.meta), req.args)
 	if err != nil {
 		writeFastError(w, req.id, e.up.relayError(err))
 		return true
 	}
-	out, texts, err := completeResult(result, ep.info)
+	var out json.RawMessage
+	var texts []string
+	if ss == nil {
+		out, texts, err = completeResult(result, ep.info)
+	} else {
+		out, texts, err = sessionResult(result)
+	}
 	if err != nil {
 		e.up.f.log.Warn("mcp upstream result", "server", e.up.cfg.Name, "err", err)
 		writeFastError(w, req.id, e.up.unavailable())
@@ -383,61 +452,101 @@ func stripRawMeta(m map[string]json.RawMessage) map[string]json.RawMessage {
 	return out
 }
 
-// completeResult turns an upstream's tools/call result into the front's
-// for a stateless client, as the SDK does (resultType, and the front's
-// serverInfo in _meta unless the result names one), and returns the texts
-// to inspect, as texts does.
-func completeResult(raw json.RawMessage, info json.RawMessage) (json.RawMessage, []string, error) {
-	var content, structured, meta []byte
-	var resultType, input bool
+// scannedResult is what the fast path reads of an upstream's tools/call
+// result.
+type scannedResult struct {
+	content, structured, meta []byte
+	resultType, input         bool
+	parts                     int      // content items
+	hasStructured             bool     // a structuredContent that is not null
+	texts                     []string // to inspect, as texts reads them
+}
+
+// scanResult reads a tools/call result's members and the texts to inspect
+// in it: the text items of its content and its structured content.
+func scanResult(raw json.RawMessage) (*scannedResult, error) {
+	s := &scannedResult{}
 	if !members(raw, func(k string, v []byte) bool {
 		switch k {
 		case "content":
-			content = v
+			s.content = v
 		case "structuredContent":
-			structured = v
+			s.structured = v
 		case "_meta":
-			meta = v
+			s.meta = v
 		case "resultType":
-			resultType = true
+			s.resultType = true
 		case "inputRequests":
-			input = true
+			s.input = true
 		}
 		return true
 	}) {
-		return nil, nil, errors.New("result is not an object, or has a member twice")
+		return nil, errors.New("result is not an object, or has a member twice")
 	}
 	var parts []struct {
 		Type string `json:"type"`
 		Text string `json:"text"`
 	}
-	if content != nil {
-		if err := json.Unmarshal(content, &parts); err != nil {
-			return nil, nil, fmt.Errorf("result content: %w", err)
+	if s.content != nil {
+		if err := json.Unmarshal(s.content, &parts); err != nil {
+			return nil, fmt.Errorf("result content: %w", err)
 		}
 	}
-	var out []string
+	s.parts = len(parts)
 	for _, c := range parts {
 		if c.Type == "text" {
-			out = append(out, c.Text)
+			s.texts = append(s.texts, c.Text)
 		}
 	}
-	hasStructured := false
-	if structured != nil {
+	if s.structured != nil {
 		var v any
-		if err := json.Unmarshal(structured, &v); err != nil {
-			return nil, nil, fmt.Errorf("result structuredContent: %w", err)
+		if err := json.Unmarshal(s.structured, &v); err != nil {
+			return nil, fmt.Errorf("result structuredContent: %w", err)
 		}
 		if v != nil {
-			hasStructured = true
+			s.hasStructured = true
 			if b, err := json.Marshal(v); err == nil {
-				out = append(out, string(b))
+				s.texts = append(s.texts, string(b))
 			}
 		}
 	}
+	return s, nil
+}
+
+// sessionResult checks an upstream's tools/call result for a client in an
+// MCP session and returns it with the texts to inspect. A result in the
+// plain shape (content present, no member of the stateless protocol) goes
+// as the upstream sent it; any other is decoded and encoded by the SDK's
+// own types, as the SDK path would answer it.
+func sessionResult(raw json.RawMessage) (json.RawMessage, []string, error) {
+	s, err := scanResult(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.content != nil && !s.resultType && !s.input {
+		return raw, s.texts, nil
+	}
+	var res sdk.CallToolResult
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return nil, nil, fmt.Errorf("tools/call result: %w", err)
+	}
+	out, err := json.Marshal(&res)
+	return out, s.texts, err
+}
+
+// completeResult turns an upstream's tools/call result into the front's
+// for a stateless client, as the SDK does (resultType, and the front's
+// serverInfo in _meta unless the result names one), and returns the texts
+// to inspect, as texts does.
+func completeResult(raw json.RawMessage, info json.RawMessage) (json.RawMessage, []string, error) {
+	s, err := scanResult(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, resultType, input, out := s.meta, s.resultType, s.input, s.texts
 	rt := `"complete"`
 	if input {
-		if len(parts) > 0 || hasStructured {
+		if s.parts > 0 || s.hasStructured {
 			return nil, nil, errors.New("result has both content and inputRequests")
 		}
 		rt = `"input_required"`

@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,6 +101,8 @@ type Front struct {
 	// calls forwarded raw.
 	noFast     bool
 	fastServed atomic.Int64
+	// sessionFast counts the calls in MCP sessions the fast path served.
+	sessionFast atomic.Int64
 }
 
 // progressRoute leads an upstream's progress notifications back to the
@@ -141,6 +144,18 @@ type binding struct {
 	principal string
 	session   string // Agate session id, once resolved
 	seen      time.Time
+
+	// What the fast path needs to serve a tools/call of this MCP session
+	// without the SDK's server session (see fastSession): the session,
+	// once initialized, and the endpoint it belongs to; whether its
+	// client set a log level; when the SDK last saw a request of it; and
+	// the calls the fast path has in flight, by canonical JSON-RPC id, so
+	// that a notifications/cancelled reaches them.
+	ss      *sdk.ServerSession
+	ep      *endpoint
+	logs    bool
+	lastSDK time.Time
+	calls   map[string]context.CancelFunc
 }
 
 type caller struct {
@@ -201,6 +216,7 @@ func (f *Front) newEndpoint(server, version string) *endpoint {
 	if err != nil {
 		panic(err) // an Implementation always marshals
 	}
+	ep := &endpoint{}
 	srv := sdk.NewServer(impl, &sdk.ServerOptions{
 		Capabilities: &sdk.ServerCapabilities{
 			Tools:     &sdk.ToolCapabilities{ListChanged: true},
@@ -216,17 +232,23 @@ func (f *Front) newEndpoint(server, version string) *endpoint {
 		CompletionHandler: func(ctx context.Context, req *sdk.CompleteRequest) (*sdk.CompleteResult, error) {
 			return f.complete(ctx, server, req)
 		},
+		InitializedHandler: func(_ context.Context, req *sdk.InitializedRequest) {
+			if req.Session != nil && req.Session.ID() != "" {
+				f.initialized(ep, req.Session)
+			}
+		},
 		Logger: f.log,
 	})
 	srv.AddReceivingMiddleware(f.govern(server))
 	get := func(*http.Request) *sdk.Server { return srv }
-	return &endpoint{
+	*ep = endpoint{
 		server:    server,
 		srv:       srv,
 		info:      info,
 		stateful:  sdk.NewStreamableHTTPHandler(get, &sdk.StreamableHTTPOptions{SessionTimeout: f.cfg.SessionTimeout, Logger: f.log}),
 		stateless: sdk.NewStreamableHTTPHandler(get, &sdk.StreamableHTTPOptions{Stateless: true, Logger: f.log, PropagateRequestCancellation: true}),
 	}
+	return ep
 }
 
 // Start connects every upstream, waiting until each has made its first
@@ -305,6 +327,17 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if msid != "" && !stateless {
+		if f.serveSessionFast(w, r, ep, &caller{p: p, msid: msid}) {
+			f.fastServed.Add(1)
+			f.sessionFast.Add(1)
+			return
+		}
+		if r.Method == http.MethodPost {
+			// Only a POST restarts the SDK's idle timer of the session.
+			f.sdkSaw(msid)
+		}
+	}
 	id, err := requestID()
 	if err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -363,7 +396,139 @@ func (f *Front) bind(msid, pkey string) {
 			}
 		}
 	}
-	f.bindings[msid] = &binding{principal: pkey, seen: now}
+	f.bindings[msid] = &binding{principal: pkey, seen: now, lastSDK: now}
+}
+
+// sdkSaw notes that a request of MCP session msid goes to the SDK.
+func (f *Front) sdkSaw(msid string) {
+	f.bmu.Lock()
+	if b := f.bindings[msid]; b != nil {
+		b.lastSDK = time.Now()
+	}
+	f.bmu.Unlock()
+}
+
+// initialized makes an MCP session known to the fast path once its client
+// has sent notifications/initialized, until the session ends.
+func (f *Front) initialized(ep *endpoint, ss *sdk.ServerSession) {
+	msid := ss.ID()
+	f.bmu.Lock()
+	b := f.bindings[msid]
+	if b != nil {
+		b.ss, b.ep = ss, ep
+	}
+	f.bmu.Unlock()
+	if b == nil {
+		return
+	}
+	go func() {
+		ss.Wait()
+		f.bmu.Lock()
+		if b.ss == ss {
+			b.ss = nil
+		}
+		f.bmu.Unlock()
+	}()
+}
+
+// fastSession returns the SDK session of MCP session msid when the fast
+// path may serve a tools/call of it on endpoint ep, with the protocol
+// version header version; nil leaves the request to the SDK. The fast path
+// answers the call alone on the request's stream, so it takes only
+// sessions where nothing else could belong there or anywhere else:
+//   - the client declared neither sampling nor elicitation, so an
+//     upstream's request of either cannot be relayed to it on any path;
+//   - it never set a log level, so the SDK sends it no log messages;
+//   - the SDK saw one of its requests within half the session timeout,
+//     since only the SDK's own requests keep its session from expiring;
+//   - the header names the version the session began with.
+func (f *Front) fastSession(msid string, ep *endpoint, version string) *sdk.ServerSession {
+	f.bmu.Lock()
+	b := f.bindings[msid]
+	if b == nil || b.ss == nil || b.ep != ep || b.logs ||
+		f.cfg.SessionTimeout > 0 && time.Since(b.lastSDK) >= f.cfg.SessionTimeout/2 {
+		f.bmu.Unlock()
+		return nil
+	}
+	ss := b.ss
+	f.bmu.Unlock()
+	ip := ss.InitializeParams()
+	if ip == nil || ip.Capabilities == nil {
+		return nil
+	}
+	//lint:ignore SA1019 sampling is deprecated as of 2026-07-28 but still negotiated by sessions of the versions before it
+	mayAsk := ip.Capabilities.Sampling != nil || ip.Capabilities.Elicitation != nil
+	if mayAsk || version == "" || ip.ProtocolVersion != version || version >= statelessVersion {
+		return nil
+	}
+	return ss
+}
+
+// setsLogLevel notes that the client of MCP session msid set a log level:
+// from then on the SDK may send it log messages, so its calls go through
+// the SDK.
+func (f *Front) setsLogLevel(msid string) {
+	f.bmu.Lock()
+	if b := f.bindings[msid]; b != nil {
+		b.logs = true
+	}
+	f.bmu.Unlock()
+}
+
+// trackCall registers cancel as the cancellation of the fast path's call
+// id in MCP session msid and returns its unregistration.
+func (f *Front) trackCall(msid string, id json.RawMessage, cancel context.CancelFunc) func() {
+	key := canonicalID(id)
+	f.bmu.Lock()
+	defer f.bmu.Unlock()
+	b := f.bindings[msid]
+	if b == nil || key == "" {
+		return func() {}
+	}
+	if b.calls == nil {
+		b.calls = map[string]context.CancelFunc{}
+	}
+	b.calls[key] = cancel
+	return func() {
+		f.bmu.Lock()
+		delete(b.calls, key)
+		f.bmu.Unlock()
+	}
+}
+
+// cancelCall cancels the fast path's call id in MCP session msid, if it
+// has one in flight.
+func (f *Front) cancelCall(msid string, id any) {
+	raw, err := json.Marshal(id)
+	if err != nil {
+		return
+	}
+	key := canonicalID(raw)
+	f.bmu.Lock()
+	var cancel context.CancelFunc
+	if b := f.bindings[msid]; b != nil {
+		cancel = b.calls[key]
+	}
+	f.bmu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// canonicalID is a JSON-RPC id as a key: the same number or string,
+// however it was spelled, gives the same key.
+func canonicalID(id json.RawMessage) string {
+	var v any
+	if json.Unmarshal(id, &v) != nil {
+		return ""
+	}
+	switch v := v.(type) {
+	case string:
+		return "s" + v
+	case float64:
+		return "n" + strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return ""
 }
 
 // session returns the Agate session of the caller, resolving it once per

@@ -55,6 +55,15 @@ func (f *Front) govern(server string) sdk.Middleware {
 				return f.invoke(ctx, server, method, req, next)
 			case "completion/complete", "resources/subscribe", "resources/unsubscribe":
 				return f.completion(ctx, server, method, req, next)
+			case "logging/setLevel":
+				if ss, ok := req.GetSession().(*sdk.ServerSession); ok && ss.ID() != "" {
+					f.setsLogLevel(ss.ID())
+				}
+			case "notifications/cancelled":
+				ss, ok := req.GetSession().(*sdk.ServerSession)
+				if p, pok := req.GetParams().(*sdk.CancelledParams); ok && pok && p != nil && ss.ID() != "" {
+					f.cancelCall(ss.ID(), p.RequestID)
+				}
 			}
 			return next(ctx, method, req)
 		}

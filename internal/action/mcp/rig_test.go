@@ -123,6 +123,8 @@ type rigOptions struct {
 	wait   time.Duration
 	egress config.MCPEgress
 	stdio  bool
+	// sessionTimeout is the MCP session idle timeout (a minute when 0).
+	sessionTimeout time.Duration
 }
 
 // headerLog remembers the Authorization headers an upstream received.
@@ -167,8 +169,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if !egress.AllowPrivate && len(egress.AllowCIDRs) == 0 && len(egress.AllowHosts) == 0 {
 		egress.AllowCIDRs = []string{"127.0.0.0/8"}
 	}
+	if o.sessionTimeout == 0 {
+		o.sessionTimeout = time.Minute
+	}
 	cfg := config.MCP{
-		Separator: "__", SessionTimeout: time.Minute, Egress: egress,
+		Separator: "__", SessionTimeout: o.sessionTimeout, Egress: egress,
 		Servers: []config.MCPServer{{
 			Name: "fs", Transport: "streamable-http", URL: up.URL,
 			Credentials: &config.MCPCredentials{Env: "FS_TOKEN", Header: "Authorization", Scheme: "Bearer"},
