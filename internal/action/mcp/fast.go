@@ -378,6 +378,13 @@ func (f *Front) fastCall(w http.ResponseWriter, r *http.Request, ep *endpoint, c
 	if e == nil || !e.fast || e.up.hc == nil {
 		return false
 	}
+	if t := f.cfg.SessionTimeout; ss != nil && t > 0 && e.up.cfg.Timeout > t/2 {
+		// The SDK does not know the call is running, so its idle timer of
+		// the session runs on: taken within half the timeout of the SDK's
+		// last request (fastSession), a call must end within the other
+		// half.
+		return false
+	}
 	ctx := r.Context()
 	var cs *sdk.ClientSession
 	var l *link

@@ -440,7 +440,9 @@ func (f *Front) initialized(ep *endpoint, ss *sdk.ServerSession) {
 //     upstream's request of either cannot be relayed to it on any path;
 //   - it never set a log level, so the SDK sends it no log messages;
 //   - the SDK saw one of its requests within half the session timeout,
-//     since only the SDK's own requests keep its session from expiring;
+//     since only the SDK's own requests keep its session from expiring
+//     (and fastCall takes only upstreams whose call timeout is at most
+//     the other half, so that the session outlives the call);
 //   - the header names the version the session began with.
 func (f *Front) fastSession(msid string, ep *endpoint, version string) *sdk.ServerSession {
 	f.bmu.Lock()

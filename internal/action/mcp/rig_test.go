@@ -123,8 +123,9 @@ type rigOptions struct {
 	wait   time.Duration
 	egress config.MCPEgress
 	stdio  bool
-	// sessionTimeout is the MCP session idle timeout (a minute when 0).
-	sessionTimeout time.Duration
+	// sessionTimeout is the MCP session idle timeout (a minute when 0),
+	// upstreamTimeout the fs server's call timeout (10 s when 0).
+	sessionTimeout, upstreamTimeout time.Duration
 }
 
 // headerLog remembers the Authorization headers an upstream received.
@@ -172,13 +173,16 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if o.sessionTimeout == 0 {
 		o.sessionTimeout = time.Minute
 	}
+	if o.upstreamTimeout == 0 {
+		o.upstreamTimeout = 10 * time.Second
+	}
 	cfg := config.MCP{
 		Separator: "__", SessionTimeout: o.sessionTimeout, Egress: egress,
 		Servers: []config.MCPServer{{
 			Name: "fs", Transport: "streamable-http", URL: up.URL,
 			Credentials: &config.MCPCredentials{Env: "FS_TOKEN", Header: "Authorization", Scheme: "Bearer"},
 			Labels:      map[string][]string{"read_customers": {"pii"}},
-			Timeout:     10 * time.Second, RestartBackoff: 50 * time.Millisecond, RestartBackoffMax: 200 * time.Millisecond,
+			Timeout:     o.upstreamTimeout, RestartBackoff: 50 * time.Millisecond, RestartBackoffMax: 200 * time.Millisecond,
 		}},
 	}
 	if o.stdio {

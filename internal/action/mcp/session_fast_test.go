@@ -236,21 +236,34 @@ func TestSessionFastPathLeavesToSDK(t *testing.T) {
 // TestSessionFastPathKeepsSessionAlive: only the SDK's own requests keep
 // its session from expiring, so a client whose calls all qualify for the
 // fast path still has one go through the SDK within every half timeout,
-// and its session outlives the timeout many times over.
+// and its session outlives the timeout many times over. An upstream whose
+// calls may outlast half the timeout is not called on the fast path.
 func TestSessionFastPathKeepsSessionAlive(t *testing.T) {
-	const timeout = 300 * time.Millisecond
-	r := newRig(t, rigOptions{sessionTimeout: timeout})
+	const timeout = 600 * time.Millisecond
+	r := newRig(t, rigOptions{sessionTimeout: timeout, upstreamTimeout: timeout / 2})
 	cs := r.connect("alice", "/mcp", "2025-11-25")
 	n := 0
-	for start := time.Now(); time.Since(start) < 6*timeout; n++ {
+	for start := time.Now(); time.Since(start) < 4*timeout; n++ {
 		if _, err := call(cs, "fs__read_file", map[string]any{"path": "/allowed/a"}, nil); err != nil {
 			t.Fatalf("call %d after %v: %v", n, time.Since(start), err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// One call per half timeout goes through the SDK, about one in seven.
+	// One call per half timeout goes through the SDK, about one in twelve.
 	if fast := agmcp.SessionFastServed(r.front); fast < int64(n)/2 || fast >= int64(n) {
 		t.Fatalf("%d of %d calls took the fast path; want most, not all", fast, n)
+	}
+
+	slow := newRig(t, rigOptions{sessionTimeout: timeout, upstreamTimeout: timeout/2 + time.Millisecond})
+	cs = slow.connect("alice", "/mcp", "2025-11-25")
+	for range 20 {
+		if _, err := call(cs, "fs__read_file", map[string]any{"path": "/allowed/a"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if fast := agmcp.SessionFastServed(slow.front); fast != 0 {
+		t.Fatalf("%d calls to an upstream with a longer timeout took the fast path", fast)
 	}
 }
 
