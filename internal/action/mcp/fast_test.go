@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -158,33 +159,56 @@ func TestFastPathMatchesSDK(t *testing.T) {
 	if agmcp.FastServed(fast.front) < 10 || agmcp.FastServed(slow.front) != 0 {
 		t.Fatalf("fast path served %d and %d requests", agmcp.FastServed(fast.front), agmcp.FastServed(slow.front))
 	}
-	audit := func(r *rig) []string {
-		var out []string
+	sameTrails(t, fast, slow)
+}
+
+// sameTrails expects the same audit trail and the same session steps in
+// two rigs that served the same requests, one with the fast path and one
+// without, and that the fast path sent the upstream its brokered
+// credential and never the client's. Agate's session ids are made per
+// run (an MCP session's from its random id), so they are compared by
+// order of appearance in the audit trail.
+func sameTrails(t *testing.T, fast, slow *rig) {
+	t.Helper()
+	trail := func(r *rig) (audit, steps []string) {
+		ids := map[string]string{}
+		renumber := func(id string) string {
+			if id == "" {
+				return ""
+			}
+			if _, ok := ids[id]; !ok {
+				ids[id] = fmt.Sprintf("s%d", len(ids)+1)
+			}
+			return ids[id]
+		}
 		for _, e := range r.audit.Events("") {
 			if e.Type == "tool_pinned" {
 				continue
 			}
-			out = append(out, approvalID.ReplaceAllString(fmt.Sprintf("%s %s %s %s %s %s %v %v %v %d %s", e.Type, e.Session, e.Server, e.Kind, e.Name, e.Phase, e.Effect, e.Reasons, e.Labels, e.Count, e.ArgsDigest), "apr_"))
+			audit = append(audit, approvalID.ReplaceAllString(fmt.Sprintf("%s %s %s %s %s %s %v %v %v %d %s", e.Type, renumber(e.Session), e.Server, e.Kind, e.Name, e.Phase, e.Effect, e.Reasons, e.Labels, e.Count, e.ArgsDigest), "apr_"))
 		}
-		return out
-	}
-	if a, b := audit(fast), audit(slow); !reflect.DeepEqual(a, b) {
-		t.Errorf("audit trails differ:\nfast %q\nsdk  %q", a, b)
-	}
-	steps := func(r *rig) []string {
-		var out []string
 		for _, id := range r.sessions.IDs() {
 			for _, s := range r.sessions.Steps(id) {
-				out = append(out, fmt.Sprintf("%s %s %s %s %v %v", id, s.Kind, s.Name, s.Phase, s.Effect, s.AddLabels))
+				steps = append(steps, fmt.Sprintf("%s %s %s %s %v %v", renumber(id), s.Kind, s.Name, s.Phase, s.Effect, s.AddLabels))
 			}
 		}
-		return out
+		// IDs are sorted by their own names; steps keep their order
+		// within a session.
+		slices.SortStableFunc(steps, func(a, b string) int {
+			x, _, _ := strings.Cut(a, " ")
+			y, _, _ := strings.Cut(b, " ")
+			return strings.Compare(x, y)
+		})
+		return audit, steps
 	}
-	if a, b := steps(fast), steps(slow); !reflect.DeepEqual(a, b) {
-		t.Errorf("session steps differ:\nfast %q\nsdk  %q", a, b)
+	fa, fs := trail(fast)
+	sa, ss := trail(slow)
+	if !reflect.DeepEqual(fa, sa) {
+		t.Errorf("audit trails differ:\nfast %q\nsdk  %q", fa, sa)
 	}
-	// The upstream credential went with the fast path's calls too, and the
-	// client's never did.
+	if !reflect.DeepEqual(fs, ss) {
+		t.Errorf("session steps differ:\nfast %q\nsdk  %q", fs, ss)
+	}
 	for _, v := range fast.upAuth.all() {
 		if v != "Bearer upstream-secret" {
 			t.Fatalf("upstream saw Authorization %q", v)

@@ -6,11 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -108,49 +106,7 @@ func TestSessionFastPathMatchesSDK(t *testing.T) {
 	if n := agmcp.SessionFastServed(fast.front); n < 8 || agmcp.SessionFastServed(slow.front) != 0 {
 		t.Fatalf("the fast path served %d calls in sessions, and %d without it", n, agmcp.SessionFastServed(slow.front))
 	}
-	// Agate's session ids are made per run: compare them by order of
-	// appearance.
-	renumber := func(ids map[string]string, id string) string {
-		if id == "" {
-			return ""
-		}
-		if n, ok := ids[id]; ok {
-			return n
-		}
-		ids[id] = fmt.Sprintf("s%d", len(ids)+1)
-		return ids[id]
-	}
-	audit := func(r *rig) []string {
-		ids := map[string]string{}
-		var out []string
-		for _, e := range r.audit.Events("") {
-			if e.Type == "tool_pinned" {
-				continue
-			}
-			out = append(out, approvalID.ReplaceAllString(fmt.Sprintf("%s %s %s %s %s %s %v %v %v %d %s", e.Type, renumber(ids, e.Session), e.Server, e.Kind, e.Name, e.Phase, e.Effect, e.Reasons, e.Labels, e.Count, e.ArgsDigest), "apr_"))
-		}
-		return out
-	}
-	if a, b := audit(fast), audit(slow); !reflect.DeepEqual(a, b) {
-		t.Errorf("audit trails differ:\nfast %q\nsdk  %q", a, b)
-	}
-	steps := func(r *rig) []string {
-		var out []string
-		for _, id := range r.sessions.IDs() {
-			for _, s := range r.sessions.Steps(id) {
-				out = append(out, fmt.Sprintf("%s %s %s %v %v", s.Kind, s.Name, s.Phase, s.Effect, s.AddLabels))
-			}
-		}
-		return out
-	}
-	if a, b := steps(fast), steps(slow); !reflect.DeepEqual(a, b) {
-		t.Errorf("session steps differ:\nfast %q\nsdk  %q", a, b)
-	}
-	for _, v := range fast.upAuth.all() {
-		if v != "Bearer upstream-secret" {
-			t.Fatalf("upstream saw Authorization %q", v)
-		}
-	}
+	sameTrails(t, fast, slow)
 }
 
 // untilFast calls a plain tool in cs until the fast path serves a call:
