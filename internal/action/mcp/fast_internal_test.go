@@ -42,14 +42,54 @@ func TestParseFast(t *testing.T) {
 	}
 }
 
+// sessionCall is a tools/call as an SDK client sends it in an MCP session.
+const sessionCall = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"up__t0","arguments":{"path":"/a"},"_meta":{"trace":"x"}}}`
+
+func TestParseFastInSession(t *testing.T) {
+	req, ok := parseFast([]byte(sessionCall), nil)
+	if !ok || string(req.id) != "7" || req.name != "up__t0" || string(req.args) != `{"path":"/a"}` || string(req.meta["trace"]) != `"x"` {
+		t.Fatalf("%v %+v", ok, req)
+	}
+	if req, ok := parseFast([]byte(`{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"up__t0"}}`), nil); !ok || len(req.meta) != 0 {
+		t.Fatalf("a call without _meta: %v %+v", ok, req)
+	}
+	// Each of these goes to the SDK.
+	for _, body := range []string{
+		`[` + sessionCall + `]`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"up__t0","_meta":{"progressToken":"p"}}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"up__t0","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"up__t0","_meta":null}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"up__t0","inputResponses":{}}}`,
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}`,
+		`{"jsonrpc":"2.0","id":7,"result":{}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":""}}`,
+	} {
+		if _, ok := parseFast([]byte(body), nil); ok {
+			t.Errorf("served: %s", body)
+		}
+	}
+}
+
 func FuzzParseFast(f *testing.F) {
 	f.Add([]byte(statelessCall))
+	f.Add([]byte(sessionCall))
 	f.Add([]byte(`{"jsonrpc":"2.0","id":"a\"b","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, ok := parseFast(body, statelessHeader)
-		if !ok {
-			return
+		for _, h := range []http.Header{statelessHeader, nil} {
+			checkParseFast(t, body, h)
 		}
+	})
+}
+
+// checkParseFast checks that what parseFast reads of body, when it serves
+// it, is what a JSON decoder reads.
+func checkParseFast(t *testing.T, body []byte, h http.Header) {
+	t.Helper()
+	req, ok := parseFast(body, h)
+	if !ok {
+		return
+	}
+	{
 		// What the fast path read is what a decoder reads.
 		var m struct {
 			ID     json.RawMessage `json:"id"`
@@ -65,7 +105,46 @@ func FuzzParseFast(f *testing.F) {
 		if m.Method != req.method || (req.method == "tools/call" && m.Params.Name != req.name) || string(m.ID) != string(req.id) || len(m.Params.Meta) != len(req.meta) {
 			t.Fatalf("read %+v, decoder read %+v", req, m)
 		}
-	})
+		if h == nil {
+			for k := range m.Params.Meta {
+				if k == "progressToken" || strings.HasPrefix(k, "io.modelcontextprotocol/") {
+					t.Fatalf("served a session call with _meta %q", k)
+				}
+			}
+		}
+	}
+}
+
+func TestSessionResult(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		texts    []string
+	}{
+		// The usual shape goes as the upstream sent it.
+		{`{"content":[{"type":"text","text":"a"}],"isError":true}`, `{"content":[{"type":"text","text":"a"}],"isError":true}`, []string{"a"}},
+		{`{"content":[],"structuredContent":{"b":1},"_meta":{"k":1},"extra":2}`, `{"content":[],"structuredContent":{"b":1},"_meta":{"k":1},"extra":2}`, []string{`{"b":1}`}},
+		// Anything else is what the SDK's types make of it.
+		{`{"structuredContent":{"a":1}}`, `{"content":[],"structuredContent":{"a":1}}`, []string{`{"a":1}`}},
+		{`{"content":[{"type":"text","text":"b"}],"resultType":"complete"}`, `{"content":[{"type":"text","text":"b"}],"resultType":"complete"}`, []string{"b"}},
+	} {
+		out, texts, err := sessionResult(json.RawMessage(tc.in))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		var got, want any
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%s: %s: %v", tc.in, out, err)
+		}
+		_ = json.Unmarshal([]byte(tc.want), &want)
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(texts, tc.texts) {
+			t.Errorf("%s:\n got %s %q\nwant %s %q", tc.in, out, texts, tc.want, tc.texts)
+		}
+	}
+	for _, in := range []string{`[]`, `{"content":5}`, `{"content":[],"content":[]}`} {
+		if _, _, err := sessionResult(json.RawMessage(in)); err == nil {
+			t.Errorf("%s accepted", in)
+		}
+	}
 }
 
 func TestCompleteResult(t *testing.T) {
