@@ -115,69 +115,60 @@ func checkParseFast(t *testing.T, body []byte, h http.Header) {
 	}
 }
 
+// resultCase is an upstream's tools/call result, what the front answers
+// with (compared as JSON values) and the texts it inspects.
+type resultCase struct {
+	in, want string
+	texts    []string
+}
+
+// checkResults runs the cases through result, and expects it to refuse
+// each of bad.
+func checkResults(t *testing.T, result func(json.RawMessage) (json.RawMessage, []string, error), cases []resultCase, bad []string) {
+	t.Helper()
+	for _, tc := range cases {
+		out, texts, err := result(json.RawMessage(tc.in))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		var got, want any
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%s: %s: %v", tc.in, out, err)
+		}
+		_ = json.Unmarshal([]byte(tc.want), &want)
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(texts, tc.texts) {
+			t.Errorf("%s:\n got %s %q\nwant %s %q", tc.in, out, texts, tc.want, tc.texts)
+		}
+	}
+	for _, in := range bad {
+		if _, _, err := result(json.RawMessage(in)); err == nil {
+			t.Errorf("%s accepted", in)
+		}
+	}
+}
+
 func TestSessionResult(t *testing.T) {
-	for _, tc := range []struct {
-		in, want string
-		texts    []string
-	}{
+	checkResults(t, sessionResult, []resultCase{
 		// The usual shape goes as the upstream sent it.
 		{`{"content":[{"type":"text","text":"a"}],"isError":true}`, `{"content":[{"type":"text","text":"a"}],"isError":true}`, []string{"a"}},
 		{`{"content":[],"structuredContent":{"b":1},"_meta":{"k":1},"extra":2}`, `{"content":[],"structuredContent":{"b":1},"_meta":{"k":1},"extra":2}`, []string{`{"b":1}`}},
 		// Anything else is what the SDK's types make of it.
 		{`{"structuredContent":{"a":1}}`, `{"content":[],"structuredContent":{"a":1}}`, []string{`{"a":1}`}},
 		{`{"content":[{"type":"text","text":"b"}],"resultType":"complete"}`, `{"content":[{"type":"text","text":"b"}],"resultType":"complete"}`, []string{"b"}},
-	} {
-		out, texts, err := sessionResult(json.RawMessage(tc.in))
-		if err != nil {
-			t.Fatalf("%s: %v", tc.in, err)
-		}
-		var got, want any
-		if err := json.Unmarshal(out, &got); err != nil {
-			t.Fatalf("%s: %s: %v", tc.in, out, err)
-		}
-		_ = json.Unmarshal([]byte(tc.want), &want)
-		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(texts, tc.texts) {
-			t.Errorf("%s:\n got %s %q\nwant %s %q", tc.in, out, texts, tc.want, tc.texts)
-		}
-	}
-	for _, in := range []string{`[]`, `{"content":5}`, `{"content":[],"content":[]}`} {
-		if _, _, err := sessionResult(json.RawMessage(in)); err == nil {
-			t.Errorf("%s accepted", in)
-		}
-	}
+	}, []string{`[]`, `{"content":5}`, `{"content":[],"content":[]}`})
 }
 
 func TestCompleteResult(t *testing.T) {
 	info := json.RawMessage(`{"name":"agate","version":""}`)
-	for _, tc := range []struct {
-		in, want string
-		texts    []string
-	}{
+	complete := func(raw json.RawMessage) (json.RawMessage, []string, error) { return completeResult(raw, info) }
+	checkResults(t, complete, []resultCase{
 		{`{"content":[{"type":"text","text":"a"},{"type":"image","data":"x"}]}`, `{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"agate","version":""}},"content":[{"type":"text","text":"a"},{"type":"image","data":"x"}],"resultType":"complete"}`, []string{"a"}},
 		{` { } `, `{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"agate","version":""}},"resultType":"complete"}`, nil},
 		{`{"content":[],"structuredContent":{"b":1,"a":"x"},"isError":true}`, `{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"agate","version":""}},"content":[],"isError":true,"resultType":"complete","structuredContent":{"a":"x","b":1}}`, []string{`{"a":"x","b":1}`}},
 		{`{"_meta":{"k":1},"content":[]}`, `{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"agate","version":""},"k":1},"content":[],"resultType":"complete"}`, nil},
 		{`{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"up"}},"resultType":"complete","content":[]}`, `{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"up"}},"content":[],"resultType":"complete"}`, nil},
 		{`{"inputRequests":{"a":{}}}`, `{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"agate","version":""}},"inputRequests":{"a":{}},"resultType":"input_required"}`, nil},
-	} {
-		out, texts, err := completeResult(json.RawMessage(tc.in), info)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.in, err)
-		}
-		var got, want any
-		if err := json.Unmarshal(out, &got); err != nil {
-			t.Fatalf("%s: %s: %v", tc.in, out, err)
-		}
-		_ = json.Unmarshal([]byte(tc.want), &want)
-		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(texts, tc.texts) {
-			t.Errorf("%s:\n got %s %q\nwant %s %q", tc.in, out, texts, tc.want, tc.texts)
-		}
-	}
-	for _, in := range []string{`[]`, `{"inputRequests":{},"content":[{"type":"text","text":"a"}]}`, `{"content":5}`} {
-		if _, _, err := completeResult(json.RawMessage(in), info); err == nil {
-			t.Errorf("%s accepted", in)
-		}
-	}
+	}, []string{`[]`, `{"inputRequests":{},"content":[{"type":"text","text":"a"}]}`, `{"content":5}`})
 }
 
 func BenchmarkParseFast(b *testing.B) {
