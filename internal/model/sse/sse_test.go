@@ -317,37 +317,33 @@ func TestReaderBufferGrowsForBursts(t *testing.T) {
 	for range 50 {
 		slow = append(slow, event)
 	}
-	r := NewReader(&eventAtATime{events: slow}, 0)
-	for n := 0; ; n++ {
-		if _, err := r.NextShared(); err == io.EOF {
-			if n != 50 {
-				t.Fatalf("%d events, want 50", n)
+	// readAll reads the 50 events of r and counts those that had another
+	// buffered behind them.
+	readAll := func(r *Reader) (buffered int) {
+		t.Helper()
+		for n := 0; ; n++ {
+			if _, err := r.NextShared(); err == io.EOF {
+				if n != 50 {
+					t.Fatalf("%d events, want 50", n)
+				}
+				return buffered
+			} else if err != nil {
+				t.Fatal(err)
 			}
-			break
-		} else if err != nil {
-			t.Fatal(err)
+			if r.Buffered() {
+				buffered++
+			}
 		}
 	}
+	r := NewReader(&eventAtATime{events: slow}, 0)
+	readAll(r)
 	if len(r.buf) != startBuffer {
 		t.Errorf("an event-at-a-time stream grew the buffer to %d bytes", len(r.buf))
 	}
 
 	burst := strings.Repeat(event, 50) // 9 KB, all there at once
 	r = NewReader(strings.NewReader(burst), 0)
-	buffered := 0
-	for n := 0; ; n++ {
-		if _, err := r.NextShared(); err == io.EOF {
-			if n != 50 {
-				t.Fatalf("%d events, want 50", n)
-			}
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if r.Buffered() {
-			buffered++
-		}
-	}
+	buffered := readAll(r)
 	if len(r.buf) != burstBuffer {
 		t.Errorf("a burst left the buffer at %d bytes, want %d", len(r.buf), burstBuffer)
 	}
