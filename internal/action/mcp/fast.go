@@ -32,9 +32,15 @@ import (
 // x-mcp-header parameters, an upstream speaking the stateless protocol
 // itself — goes to the SDK unchanged, before anything was decided.
 //
-// A plain tools/call that does go through the SDK's server (in an MCP
-// session, or one of the cases above) is still forwarded raw when it can
-// be (upstream.forwardRaw); what an upstream sends on a call's stream —
+// In an MCP session of the versions before 2026-07-28 the fast path serves
+// a plain tools/call too, on the client's own upstream session, when
+// nothing but the call's answer could belong on its response stream (see
+// Front.fastSession); the client's notifications/cancelled reaches such a
+// call through the governing middleware (Front.cancelCall).
+//
+// A plain tools/call that does go through the SDK's server (one of the
+// cases above) is still forwarded raw when it can be
+// (upstream.forwardRaw); what an upstream sends on a call's stream —
 // sampling and elicitation requests, log messages, progress — is then
 // handled as the SDK client of that upstream session would handle it.
 
