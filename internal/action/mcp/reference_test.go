@@ -66,14 +66,7 @@ func TestReferenceServersThroughAgate(t *testing.T) {
 	ev, fs := backoff, backoff
 	ev.Name, ev.Transport, ev.Command, ev.Args = "everything", "stdio", node, []string{filepath.Join(nm, "@modelcontextprotocol/server-everything/dist/index.js"), "stdio"}
 	fs.Name, fs.Transport, fs.Command, fs.Args = "files", "stdio", node, []string{filepath.Join(nm, "@modelcontextprotocol/server-filesystem/dist/index.js"), root}
-	front, err := agmcp.New(agmcp.Options{Config: config.MCP{Separator: "__", Servers: []config.MCPServer{ev, fs}}, Governor: gov})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	front.Start(ctx)
-	t.Cleanup(func() { front.Close() })
+	front := startFront(t, agmcp.Options{Config: config.MCP{Separator: "__", Servers: []config.MCPServer{ev, fs}}, Governor: gov}, 60*time.Second)
 	srv := httptest.NewServer(testAuth(front))
 	t.Cleanup(srv.Close)
 	r := &rig{t: t, url: srv.URL}
@@ -114,6 +107,8 @@ func TestReferenceServersThroughAgate(t *testing.T) {
 			if n := toolNames(t, bob); len(n) != 0 {
 				t.Fatalf("bob sees %v", n)
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
 			if res, err := alice.ListResources(ctx, nil); err != nil || len(res.Resources) == 0 {
 				t.Fatalf("everything resources through Agate: %v", err)
 			}

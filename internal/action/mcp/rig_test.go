@@ -197,14 +197,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		})
 	}
 	env := map[string]string{"FS_TOKEN": "upstream-secret", "MAIL_SECRET": "mail-secret"}
-	front, err := agmcp.New(agmcp.Options{Config: cfg, Governor: gov, Getenv: func(k string) string { return env[k] }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	front.Start(ctx)
-	t.Cleanup(func() { front.Close() })
+	front := startFront(t, agmcp.Options{Config: cfg, Governor: gov, Getenv: func(k string) string { return env[k] }}, 20*time.Second)
 	r.front = front
 
 	mux := http.NewServeMux()
@@ -229,16 +222,9 @@ func frontOver(tb testing.TB, upstream string, rules map[string]actiontest.Rule,
 	if err != nil {
 		tb.Fatal(err)
 	}
-	front, err := agmcp.New(agmcp.Options{Governor: gov, Config: config.MCP{Separator: "__", SessionTimeout: time.Minute,
+	front := startFront(tb, agmcp.Options{Governor: gov, Config: config.MCP{Separator: "__", SessionTimeout: time.Minute,
 		Egress:  config.MCPEgress{AllowCIDRs: []string{"127.0.0.0/8"}},
-		Servers: []config.MCPServer{{Name: "up", Transport: "streamable-http", URL: upstream, Timeout: 10 * time.Second}}}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	front.Start(ctx)
-	tb.Cleanup(func() { front.Close() })
+		Servers: []config.MCPServer{{Name: "up", Transport: "streamable-http", URL: upstream, Timeout: 10 * time.Second}}}}, 20*time.Second)
 	h := testAuth(front)
 	if wrap != nil {
 		h = wrap(h)
@@ -246,6 +232,21 @@ func frontOver(tb testing.TB, upstream string, rules map[string]actiontest.Rule,
 	srv := httptest.NewServer(h)
 	tb.Cleanup(srv.Close)
 	return front, srv.URL
+}
+
+// startFront makes a front of o and starts it, waiting up to wait for its
+// upstreams' first connection; the front is closed when the test ends.
+func startFront(tb testing.TB, o agmcp.Options, wait time.Duration) *agmcp.Front {
+	tb.Helper()
+	front, err := agmcp.New(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	front.Start(ctx)
+	tb.Cleanup(func() { front.Close() })
+	return front
 }
 
 // testAuth stands in for the gateway's authentication: the subject comes

@@ -1,7 +1,6 @@
 package mcp_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -24,15 +23,8 @@ func TestLegacySSEUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front, err := agmcp.New(agmcp.Options{Governor: gov, Config: config.MCP{Separator: "__", Egress: config.MCPEgress{AllowPrivate: true},
-		Servers: []config.MCPServer{{Name: "fs", Transport: "sse", URL: up.URL}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	front.Start(ctx)
-	t.Cleanup(func() { front.Close() })
+	front := startFront(t, agmcp.Options{Governor: gov, Config: config.MCP{Separator: "__", Egress: config.MCPEgress{AllowPrivate: true},
+		Servers: []config.MCPServer{{Name: "fs", Transport: "sse", URL: up.URL}}}}, 10*time.Second)
 	hs := httptest.NewServer(testAuth(front))
 	t.Cleanup(hs.Close)
 	r := &rig{t: t, url: hs.URL}
