@@ -64,7 +64,10 @@ type Gateway struct {
 	model   *model.Handler
 	mux     *http.ServeMux
 	handler http.Handler
-	ready   atomic.Bool
+	// after runs what a request leaves behind once its handler has
+	// returned: accounting and the access log line.
+	after *afterwork
+	ready atomic.Bool
 	// closers run in reverse order on Close.
 	closers []func() error
 }
@@ -134,9 +137,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Gateway,
 	}
 	// Registered after the ledger and the audit trail, so closed before
 	// them: what it still holds reaches both.
-	after := newAfterwork(4096)
-	g.closers = append(g.closers, after.Close)
-	g.model.After = after.Do
+	g.after = newAfterwork(4096)
+	g.closers = append(g.closers, g.after.Close)
+	g.model.After = g.after.Do
 	if cfg.ToolCalls.Mode != "off" {
 		g.model.Tools = toolGate{g}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -43,7 +44,9 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // withRequest gives every request its id (the client's x-request-id when it
 // is a sane one), echoes it in the response, recovers panics and writes one
-// access log line.
+// access log line. The line is written by g.after once the handler has
+// returned: until then a chunked response has not ended for the client,
+// and the connection does not read the client's next request.
 func (g *Gateway) withRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -68,11 +71,24 @@ func (g *Gateway) withRequest(next http.Handler) http.Handler {
 					writeJSONError(sw, http.StatusInternalServerError, "internal error")
 				}
 			}
-			g.log.Info("request", "request_id", id, "method", r.Method, "path", r.URL.Path,
-				"status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+			line := accessLine{id: id, method: r.Method, path: r.URL.Path, status: sw.status, took: time.Since(start)}
+			g.after.Do(func() { g.logAccess(&line) })
 		}()
 		next.ServeHTTP(sw, r.WithContext(ctx))
 	})
+}
+
+// accessLine is what the access log says of a request.
+type accessLine struct {
+	id, method, path string
+	status           int
+	took             time.Duration
+}
+
+func (g *Gateway) logAccess(l *accessLine) {
+	g.log.LogAttrs(context.Background(), slog.LevelInfo, "request", slog.String("request_id", l.id),
+		slog.String("method", l.method), slog.String("path", l.path), slog.Int("status", l.status),
+		slog.Float64("duration_ms", float64(l.took.Microseconds())/1000))
 }
 
 // authenticate runs the authenticators in order; the first that recognises

@@ -131,9 +131,13 @@ type call struct {
 	usage   usage.Usage
 	started time.Time
 	ended   time.Time
-	// streamed holds the invocation of a stream that reached the client,
-	// whose outcome serve reports once the stream has ended.
-	streamed *Invocation
+	// answered holds the invocation of an answer that reached the
+	// client (a stream or a whole body), whose outcome account reports.
+	answered *Invocation
+	// op and body are a successful non-streamed answer's operation and
+	// upstream body, whose usage account reads.
+	op   provider.Op
+	body []byte
 	// relay is the stream do prepared and serve relays once do has
 	// returned: see streamRelay.
 	relay *streamRelay
@@ -190,13 +194,18 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, d Dialect, c *c
 	}
 }
 
-// account records the request's outcome; a stream's is recorded by
-// h.After, after the handler has returned.
+// account records the request's outcome. That of an answer the client
+// has received is recorded by h.After, after the handler has returned:
+// a chunked stream only ends for the client when the handler returns, and
+// the connection reads the client's next request only then, so work done
+// here would delay both. An answer in a session is the exception: its
+// spend must count before the session's next request is decided.
 //
 //go:noinline
 func (h *Handler) account(r *http.Request, c *call) {
 	c.ended = h.now()
-	if c.streamed == nil {
+	inv := c.answered
+	if inv == nil {
 		h.finish(r.Context(), c)
 		return
 	}
@@ -205,10 +214,13 @@ func (h *Handler) account(r *http.Request, c *call) {
 	// spend, a context that is not cancelled.
 	ctx := context.WithoutCancel(r.Context())
 	account := func() {
-		h.done(ctx, c.streamed, c)
+		if c.body != nil {
+			c.usage, _ = usage.FromBody(c.op, c.body)
+		}
+		h.done(ctx, inv, c)
 		h.finish(ctx, c)
 	}
-	if h.After == nil {
+	if h.After == nil || (!c.stream && inv.Session != "") {
 		account()
 		return
 	}
@@ -222,7 +234,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, c *call) error {
 	defer sr.body.Close()
 	err := h.relayStream(w, r, sr)
 	c.usage = sr.meter.Usage()
-	c.streamed = sr.inv
+	c.answered = sr.inv
 	if err != nil {
 		c.status = http.StatusBadGateway
 		var e *Error
@@ -330,13 +342,13 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 	w.WriteHeader(res.Response.StatusCode)
 	w.Write(out) //nolint:errcheck // a client that left is not an error of ours
 	// Send the answer now: reading its usage, the audit record, metrics,
-	// ledger entry and log line that follow are not the client's to wait
-	// for.
+	// ledger entry and log line are not the client's to wait for (see
+	// account).
 	http.NewResponseController(w).Flush() //nolint:errcheck // as above
+	c.answered = inv
 	if res.Response.StatusCode < 300 {
-		c.usage, _ = usage.FromBody(op, upstreamBody)
+		c.op, c.body = op, upstreamBody
 	}
-	h.done(r.Context(), inv, c)
 	return nil
 }
 

@@ -80,27 +80,68 @@ func TestStreamHeadersDoNotWaitForASlowFirstEvent(t *testing.T) {
 	}
 }
 
-// A stream's outcome is handed to After, to be reported once the handler
-// has returned; a plain answer's is reported before.
-func TestStreamAccountingRunsAfter(t *testing.T) {
-	var later []func()
-	var outcomes []*Outcome
-	h := &Handler{Router: &cannedRouter{body: benchStream(), stream: true}, Metrics: telemetry.NewMetrics(),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20,
-		Done:  func(_ context.Context, o *Outcome) { outcomes = append(outcomes, o) },
-		After: func(f func()) { later = append(later, f) }}
-	req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
-	req = req.WithContext(identity.NewContext(req.Context(), &identity.Principal{Subject: "u"}))
-	w := httptest.NewRecorder()
-	h.ServeChat(w, req)
-	if !strings.HasSuffix(w.Body.String(), "data: [DONE]\n\n") {
-		t.Fatalf("stream: %q", w.Body.String())
-	}
-	if len(outcomes) != 0 || len(later) != 1 {
-		t.Fatalf("before After ran: %d outcomes, %d deferred", len(outcomes), len(later))
-	}
-	later[0]()
-	if len(outcomes) != 1 || outcomes[0].Usage.Output != 16 || outcomes[0].Status != 200 || outcomes[0].Latency <= 0 {
-		t.Fatalf("outcome: %+v", outcomes)
+// sessionDecider puts every invocation in a session.
+type sessionDecider struct{}
+
+func (sessionDecider) InvokeModel(_ context.Context, inv *Invocation) error {
+	inv.Session = "s1"
+	return nil
+}
+
+// The outcome of an answer the client has received is handed to After, to
+// be reported once the handler has returned: until then a stream has not
+// ended for the client, and its connection does not read the next
+// request. A plain answer in a session is the exception (its spend must
+// count before the session's next request), and so is a request that
+// failed before an answer began, which has no outcome to report.
+func TestAccountingRunsAfter(t *testing.T) {
+	plain := `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":16,"total_tokens":19}}`
+	for _, tc := range []struct {
+		name      string
+		body      string
+		stream    bool
+		request   string
+		decider   Decider
+		deferred  bool
+		outcomes  int
+		wantUsage int
+	}{
+		{name: "stream", body: benchStream(), stream: true, request: `{"model":"m","stream":true,"messages":[]}`, deferred: true, outcomes: 1, wantUsage: 16},
+		{name: "plain", body: plain, request: `{"model":"m","messages":[]}`, deferred: true, outcomes: 1, wantUsage: 16},
+		{name: "stream in a session", body: benchStream(), stream: true, request: `{"model":"m","stream":true,"messages":[]}`, decider: sessionDecider{}, deferred: true, outcomes: 1, wantUsage: 16},
+		{name: "plain in a session", body: plain, request: `{"model":"m","messages":[]}`, decider: sessionDecider{}, outcomes: 1, wantUsage: 16},
+		{name: "malformed request", body: plain, request: `{"model":`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var later []func()
+			var outcomes []*Outcome
+			h := &Handler{Router: &cannedRouter{body: tc.body, stream: tc.stream}, Metrics: telemetry.NewMetrics(),
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20, Decider: tc.decider,
+				Done:  func(_ context.Context, o *Outcome) { outcomes = append(outcomes, o) },
+				After: func(f func()) { later = append(later, f) }}
+			req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(tc.request))
+			req = req.WithContext(identity.NewContext(req.Context(), &identity.Principal{Subject: "u"}))
+			w := httptest.NewRecorder()
+			h.ServeChat(w, req)
+			if tc.outcomes > 0 && w.Code != 200 {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			if tc.deferred {
+				if len(outcomes) != 0 || len(later) != 1 {
+					t.Fatalf("before After ran: %d outcomes, %d deferred", len(outcomes), len(later))
+				}
+				later[0]()
+			} else if len(later) != 0 {
+				t.Fatalf("%d functions deferred, want none", len(later))
+			}
+			if len(outcomes) != tc.outcomes {
+				t.Fatalf("%d outcomes, want %d", len(outcomes), tc.outcomes)
+			}
+			if tc.outcomes > 0 {
+				if o := outcomes[0]; o.Usage.Output != tc.wantUsage || o.Status != 200 || o.Latency <= 0 || o.Target != "p/m" {
+					t.Fatalf("outcome: %+v", o)
+				}
+			}
+		})
 	}
 }

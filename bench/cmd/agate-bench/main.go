@@ -58,6 +58,7 @@ type settings struct {
 	profileDir    string
 	keep          bool
 	outPath       string
+	tracePath     string
 	phases        map[string]bool
 	agateEnv      []string
 }
@@ -78,6 +79,7 @@ func main() {
 	flag.StringVar(&s.profileDir, "profile", "", "run Agate's profiling copy (bench/cmd/agate-profile) and save CPU and heap profiles here")
 	flag.BoolVar(&s.keep, "keep", false, "keep the work directory (configs, logs, data)")
 	flag.StringVar(&s.outPath, "out", "", "also write the Markdown report to this file")
+	flag.StringVar(&s.tracePath, "trace", "", "write every OK answer of the constant-rate and saturation phases to this CSV file (when sent, how long it took)")
 	flag.Func("agate-env", "extra KEY=VALUE in Agate's environment, e.g. GOMEMLIMIT=64MiB (repeatable)", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("%q is not KEY=VALUE", v)
@@ -252,6 +254,34 @@ func run(ctx context.Context, s settings) error {
 		if err := os.WriteFile(s.outPath, []byte(out.String()), 0o644); err != nil {
 			return err
 		}
+	}
+	if s.tracePath != "" {
+		return writeTrace(s.tracePath, b.results.phases)
+	}
+	return nil
+}
+
+// writeTrace writes one CSV line per OK answer of the constant-rate and
+// saturation phases: whether a target's slow answers come together (a
+// pause of the whole process) or alone shows in when they were sent.
+func writeTrace(path string, phases []phase) error {
+	var b strings.Builder
+	b.WriteString("phase,mode,rate,target,sent_unix_ns,latency_us\n")
+	for _, p := range phases {
+		name := "rate"
+		switch p.kind {
+		case kindRate:
+		case kindSaturation:
+			name = "saturation"
+		default:
+			continue
+		}
+		for _, smp := range p.res.Samples() {
+			fmt.Fprintf(&b, "%s,%s,%d,%s,%d,%.1f\n", name, mode(p.stream), p.rate, p.target, smp.At.UnixNano(), float64(smp.Latency.Nanoseconds())/1000)
+		}
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write trace: %w", err)
 	}
 	return nil
 }

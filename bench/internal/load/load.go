@@ -44,6 +44,25 @@ type Result struct {
 	Errors map[string]int
 
 	lat, ttft []time.Duration
+	// at holds when each OK answer's request was sent, in lat's order.
+	at []time.Time
+}
+
+// Sample is one OK answer: when its request was sent and how long the
+// whole answer took.
+type Sample struct {
+	At      time.Time
+	Latency time.Duration
+}
+
+// Samples lists the OK answers in the order they were collected, for a
+// trace of when the slow ones happened.
+func (r Result) Samples() []Sample {
+	out := make([]Sample, len(r.lat))
+	for i, l := range r.lat {
+		out[i] = Sample{At: r.at[i], Latency: l}
+	}
+	return out
 }
 
 // Merge combines the results of rounds of one phase into one: counts and
@@ -54,6 +73,7 @@ func Merge(rs ...Result) Result {
 	for _, r := range rs {
 		c.req += r.Requests
 		c.lat = append(c.lat, r.lat...)
+		c.at = append(c.at, r.at...)
 		c.ttft = append(c.ttft, r.ttft...)
 		for e, n := range r.Errors {
 			if _, ok := c.errs[e]; ok || len(c.errs) < maxDistinctErrors {
@@ -102,6 +122,7 @@ type collector struct {
 	mu      sync.Mutex
 	req     int
 	lat     []time.Duration
+	at      []time.Time
 	ttft    []time.Duration
 	errs    map[string]int
 	started time.Time
@@ -113,12 +134,13 @@ func newCollector() *collector {
 
 const maxDistinctErrors = 8
 
-func (c *collector) add(lat time.Duration, err error) {
+func (c *collector) add(at time.Time, lat time.Duration, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.req++
 	if err == nil {
 		c.lat = append(c.lat, lat)
+		c.at = append(c.at, at)
 		return
 	}
 	msg := err.Error()
@@ -139,7 +161,7 @@ func (c *collector) result(elapsed time.Duration) Result {
 	return Result{
 		Requests: c.req, OK: len(c.lat), Elapsed: elapsed,
 		Latency: stats.Summarize(c.lat), TTFT: stats.Summarize(c.ttft), Errors: c.errs,
-		lat: c.lat, ttft: c.ttft,
+		lat: c.lat, ttft: c.ttft, at: c.at,
 	}
 }
 
@@ -189,7 +211,7 @@ func (c *Client) Rate(req Request, rate int, d time.Duration) Result {
 		} else {
 			err = Check(req.Stream, int(res.Code), res.Body)
 		}
-		col.add(res.Latency, err)
+		col.add(res.Timestamp, res.Latency, err)
 	}
 	return col.result(time.Since(start))
 }
@@ -210,7 +232,7 @@ func (c *Client) Saturate(ctx context.Context, req Request, conns int, d time.Du
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				err := send(context.WithoutCancel(ctx), c.hc, req, nil)
-				col.add(time.Since(t0), err)
+				col.add(t0, time.Since(t0), err)
 			}
 		})
 	}
@@ -260,7 +282,7 @@ func Hold(ctx context.Context, req Request, n int, allOpen func()) HoldResult {
 			if started {
 				open.Add(-1)
 			}
-			col.add(time.Since(t0), err)
+			col.add(t0, time.Since(t0), err)
 		})
 	}
 	close(gate)

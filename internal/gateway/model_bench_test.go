@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/agate-gateway/agate/internal/config"
+)
+
+// The model request benchmarks send a plain chat completion over loopback
+// through Agate (configured as agate-bench configures it: keys, ledger,
+// audit, metrics and a JSON access log on) and through a bare
+// httputil.ReverseProxy, to an upstream that answers at once. Their
+// difference is Agate's own CPU per request with warm caches; the
+// constant-rate benchmark (bench/) measures it in separate processes.
+
+const benchCompletion = `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"upstream-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today? I am here to assist."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28}}`
+
+const benchRequest = `{"model":"bench-model","messages":[{"role":"user","content":"Say hello in sixteen tokens."}],"max_tokens":16}`
+
+func benchUpstream(b *testing.B) *httptest.Server {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, benchCompletion)
+	}))
+	b.Cleanup(up.Close)
+	return up
+}
+
+func benchSend(b *testing.B, url, key string) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	b.Cleanup(client.CloseIdleConnections)
+	body := []byte(benchRequest)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || !bytes.Contains(out, []byte(`"usage"`)) {
+			b.Fatalf("status %d: %s", res.StatusCode, out)
+		}
+	}
+}
+
+func BenchmarkModelRequestAgate(b *testing.B) {
+	up := benchUpstream(b)
+	dir := b.TempDir()
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
+data_dir: %s
+log: {level: info, format: json}
+providers:
+  - {name: bench-upstream, type: openai, base_url: %s/v1, api_key: bench-upstream-key}
+models:
+  - {name: bench-model, targets: [{provider: bench-upstream, model: upstream-model}]}
+prices:
+  upstream-model: {input: 0.15, output: 0.60}
+`, dir, up.URL)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	g, err := New(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := Bootstrap(ctx, g.Store(), dir, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { g.Serve(sctx, ln); close(done) }()
+	b.Cleanup(func() {
+		stop()
+		<-done
+		g.Close()
+	})
+	benchSend(b, "http://"+ln.Addr().String(), keys.Client)
+}
+
+func BenchmarkModelRequestBareProxy(b *testing.B) {
+	up := benchUpstream(b)
+	target, _ := url.Parse(up.URL)
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rp.ServeHTTP(w, r)
+	}))
+	b.Cleanup(srv.Close)
+	benchSend(b, srv.URL, "none")
+}
