@@ -1,6 +1,7 @@
 // Package body reads and edits the few top-level fields of a JSON request
 // body that the gateway needs — model, stream, stream_options.include_usage —
-// without decoding or re-encoding the rest. Edits splice bytes, so every
+// without decoding or re-encoding the rest, and finds one member of an
+// upstream's answer (its usage) without decoding the others. Edits splice bytes, so every
 // other field reaches the upstream exactly as the client sent it.
 //
 // Peek validates the whole body (the same grammar encoding/json accepts) and
@@ -200,6 +201,27 @@ func topObject(b []byte) (start, end int, err error) {
 		return 0, 0, errors.New("request body must be a JSON object")
 	}
 	return i, end, nil
+}
+
+// Members validates b as one JSON object and calls fn with the raw value
+// of each member named key, in order, matching names as encoding/json
+// matches a struct field's: case-insensitively. Decoding each value in
+// turn into one variable gives what decoding b into a struct with that
+// field gives, without decoding the rest of b (the choices and content of
+// an upstream's answer, when only its usage is wanted). It returns fn's
+// first error.
+func Members(b []byte, key string, fn func(raw []byte) error) error {
+	start, _, err := topObject(b)
+	if err != nil {
+		return err
+	}
+	_, err = eachMember(b, start, 1, func(k []byte, vs, ve int) error {
+		if string(k) == key || strings.EqualFold(string(k), key) {
+			return fn(b[vs:ve])
+		}
+		return nil
+	})
+	return err
 }
 
 // errFound stops eachMember once findMember has what it looks for.

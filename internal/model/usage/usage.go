@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/agate-gateway/agate/internal/model/body"
 	"github.com/agate-gateway/agate/internal/model/provider"
 	"github.com/agate-gateway/agate/internal/model/sse"
 )
@@ -67,13 +68,25 @@ func (a *anthropicUsage) input() int {
 // FromChat reads the usage of an OpenAI chat completion body; false when it
 // has none.
 func FromChat(body []byte) (Usage, bool) {
-	var r struct {
-		Usage *openaiUsage `json:"usage"`
-	}
-	if json.Unmarshal(body, &r) != nil || r.Usage == nil {
+	var u *openaiUsage
+	if !decodeUsage(body, &u) || u == nil {
 		return Usage{}, false
 	}
-	return r.Usage.usage(), true
+	return u.usage(), true
+}
+
+// decodeUsage decodes the top-level "usage" member of b into v, as
+// json.Unmarshal of b into a struct with that one field would, but
+// without decoding the choices or content around it: a scan of the body
+// finds the member, and only its value is decoded. It is false when b is
+// not a JSON object, has no usage, or its usage does not decode.
+func decodeUsage(b []byte, v any) bool {
+	found := false
+	err := body.Members(b, "usage", func(raw []byte) error {
+		found = true
+		return json.Unmarshal(raw, v)
+	})
+	return err == nil && found
 }
 
 // FromEmbeddings reads the usage of an OpenAI embeddings body.
@@ -81,15 +94,13 @@ func FromEmbeddings(body []byte) (Usage, bool) { return FromChat(body) }
 
 // FromMessages reads the usage of an Anthropic message body.
 func FromMessages(body []byte) (Usage, bool) {
-	var r struct {
-		Usage *anthropicUsage `json:"usage"`
-	}
-	if json.Unmarshal(body, &r) != nil || r.Usage == nil {
+	var a *anthropicUsage
+	if !decodeUsage(body, &a) || a == nil {
 		return Usage{}, false
 	}
-	u := Usage{Input: r.Usage.input(), CachedInput: r.Usage.CacheReadInputTokens}
-	if r.Usage.OutputTokens != nil {
-		u.Output = *r.Usage.OutputTokens
+	u := Usage{Input: a.input(), CachedInput: a.CacheReadInputTokens}
+	if a.OutputTokens != nil {
+		u.Output = *a.OutputTokens
 	}
 	return u, true
 }

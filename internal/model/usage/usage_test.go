@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -241,4 +242,45 @@ func TestMeterUsageNullChunks(t *testing.T) {
 	if u := m.Usage(); u.Estimated || u.Input != 7 || u.Output != 2 {
 		t.Fatalf("usage chunk: %+v", u)
 	}
+}
+
+// FuzzFromBodyMatchesDecode checks that reading usage by scanning for its
+// member gives what decoding the whole body into a struct with a usage
+// field gives (encoding/json's semantics: case-insensitive names, the last
+// duplicate winning, any syntax error failing the whole body).
+func FuzzFromBodyMatchesDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"c1","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":16,"prompt_tokens_details":{"cached_tokens":4}}}`,
+		`{"usage":{"input_tokens":3,"output_tokens":5,"cache_read_input_tokens":2,"cache_creation_input_tokens":1}}`,
+		`{"usage":null}`, `{"Usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}`, `{"usage":{"prompt_tokens":1},"usage":null}`,
+		`{"usage":{"prompt_tokens":"x"}}`, `{"usage":5}`, `[1]`, `{"usage":{"prompt_tokens":1}} x`, `{"u\u0073age":{"completion_tokens":7}}`,
+		`{"uſage":{"prompt_tokens":9}}`, `{"usage":{"prompt_tokens":1},"choices":[}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var chat struct {
+			Usage *openaiUsage `json:"usage"`
+		}
+		want, wantOK := Usage{}, false
+		if json.Unmarshal(data, &chat) == nil && chat.Usage != nil {
+			want, wantOK = chat.Usage.usage(), true
+		}
+		if got, ok := FromChat(data); got != want || ok != wantOK {
+			t.Errorf("FromChat(%q) = %+v, %v; decoding gives %+v, %v", data, got, ok, want, wantOK)
+		}
+		var msg struct {
+			Usage *anthropicUsage `json:"usage"`
+		}
+		want, wantOK = Usage{}, false
+		if json.Unmarshal(data, &msg) == nil && msg.Usage != nil {
+			want, wantOK = Usage{Input: msg.Usage.input(), CachedInput: msg.Usage.CacheReadInputTokens}, true
+			if msg.Usage.OutputTokens != nil {
+				want.Output = *msg.Usage.OutputTokens
+			}
+		}
+		if got, ok := FromMessages(data); got != want || ok != wantOK {
+			t.Errorf("FromMessages(%q) = %+v, %v; decoding gives %+v, %v", data, got, ok, want, wantOK)
+		}
+	})
 }
