@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // FuzzCanonicalJSON: tool arguments come from the network. Canonical JSON
@@ -76,4 +77,57 @@ func FuzzParseFilter(f *testing.F) {
 			t.Fatalf("limit %d out of bounds for %q", l, q)
 		}
 	})
+}
+
+// FuzzAppendString: the string encoder copies runs of plain bytes at once;
+// its output must be byte for byte that of escaping one byte at a time,
+// or chains sealed before would no longer verify.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "a\"b\\c", "\x00\x1f\x7f", "tab\tnl\n", "é ü", "\xff\xfe", "mixed \u2028 \xc3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := appendString(nil, s), appendStringByByte(nil, s); string(got) != string(want) {
+			t.Fatalf("appendString(%q) = %q, want %q", s, got, want)
+		}
+	})
+}
+
+// appendStringByByte is the encoder's reference: every byte on its own.
+func appendStringByByte(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\b':
+				b = append(b, '\\', 'b')
+			case c == '\f':
+				b = append(b, '\\', 'f')
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, "\ufffd"...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
