@@ -89,6 +89,7 @@ func TestRateAndTTFT(t *testing.T) {
 	defer srv.Close()
 	c := NewClient(0)
 	defer c.Close()
+	start := time.Now()
 	res := c.Rate(Request{URL: srv.URL, Body: []byte(`{"stream":true}`), Stream: true}, 50, 400*time.Millisecond)
 	if res.Requests < 10 || res.OK != res.Requests {
 		t.Fatalf("Rate: %d requests, %d ok, errors %v", res.Requests, res.OK, res.Errors)
@@ -100,6 +101,23 @@ func TestRateAndTTFT(t *testing.T) {
 	// before the first data chunk would be far below it.
 	if res.TTFT.P50 < 20*time.Millisecond {
 		t.Errorf("TTFT p50 = %v, want at least the 20ms before the first chunk", res.TTFT.P50)
+	}
+	// Every OK answer is in the trace, sent within the phase, with the
+	// latencies the summary was made of; a merge of two rounds keeps both
+	// rounds' samples.
+	smp := Merge(res, res).Samples()
+	if len(smp) != 2*res.OK {
+		t.Fatalf("%d samples after merging two rounds of %d", len(smp), res.OK)
+	}
+	var maxLat time.Duration
+	for i, s := range smp[:res.OK] {
+		if s.At.Before(start) || s.At.After(time.Now()) || s.Latency < 20*time.Millisecond {
+			t.Fatalf("sample %d: %+v (phase began %v)", i, s, start)
+		}
+		maxLat = max(maxLat, s.Latency)
+	}
+	if maxLat != res.Latency.Max {
+		t.Errorf("largest sampled latency %v, summary's max %v", maxLat, res.Latency.Max)
 	}
 }
 
