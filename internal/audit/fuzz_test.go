@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -80,54 +81,35 @@ func FuzzParseFilter(f *testing.F) {
 }
 
 // FuzzAppendString: the string encoder copies runs of plain bytes at once;
-// its output must be byte for byte that of escaping one byte at a time,
+// its output must be byte for byte that of escaping a rune at a time,
 // or chains sealed before would no longer verify.
 func FuzzAppendString(f *testing.F) {
 	for _, s := range []string{"", "plain", "a\"b\\c", "\x00\x1f\x7f", "tab\tnl\n", "é ü", "\xff\xfe", "mixed \u2028 \xc3"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := appendString(nil, s), appendStringByByte(nil, s); string(got) != string(want) {
+		if got, want := appendString(nil, s), appendStringByRune(nil, s); string(got) != string(want) {
 			t.Fatalf("appendString(%q) = %q, want %q", s, got, want)
 		}
 	})
 }
 
-// appendStringByByte is the encoder's reference: every byte on its own.
-func appendStringByByte(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
+// appendStringByRune is the encoder's reference, written another way: a
+// rune at a time, each escaped on its own. Ranging over a string yields
+// U+FFFD for a byte that is not UTF-8, which encodes as the encoder's
+// replacement does.
+func appendStringByRune(b []byte, s string) []byte {
+	short := map[rune]string{'"': `\"`, '\\': `\\`, '\b': `\b`, '\f': `\f`, '\n': `\n`, '\r': `\r`, '\t': `\t`}
 	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\b':
-				b = append(b, '\\', 'b')
-			case c == '\f':
-				b = append(b, '\\', 'f')
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
+	for _, r := range s {
+		switch e, ok := short[r]; {
+		case ok:
+			b = append(b, e...)
+		case r < 0x20:
+			b = fmt.Appendf(b, `\u%04x`, r)
+		default:
+			b = utf8.AppendRune(b, r)
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, "\ufffd"...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
 	}
 	return append(b, '"')
 }

@@ -177,32 +177,47 @@ models:
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var clientKey string
+	// Registered first, so run last: once the gateway has closed and
+	// written everything.
+	t.Cleanup(func() {
+		if strings.Contains(logs.String(), upstreamSecret) || (clientKey != "" && strings.Contains(logs.String(), clientKey)) {
+			t.Errorf("a secret reached the logs")
+		}
+	})
+	g, url, keys := serveGateway(t, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	clientKey = keys.Client
+	return &testGateway{URL: url, AdminKey: keys.Admin, ClientKey: keys.Client, G: g}, up
+}
+
+// serveGateway builds the gateway cfg describes, creates its first keys
+// and serves it on a loopback port until the test ends.
+func serveGateway(tb testing.TB, cfg *config.Config, log *slog.Logger) (*Gateway, string, *BootstrapKeys) {
+	tb.Helper()
 	ctx := context.Background()
 	g, err := New(ctx, cfg, log)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	keys, err := Bootstrap(ctx, g.Store(), dir, time.Now())
+	keys, err := Bootstrap(ctx, g.Store(), cfg.DataDir, time.Now())
 	if err != nil {
-		t.Fatal(err)
+		g.Close()
+		tb.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		g.Close()
+		tb.Fatal(err)
 	}
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { g.Serve(sctx, ln); close(done) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		stop()
 		<-done
 		g.Close()
-		if strings.Contains(logs.String(), upstreamSecret) || strings.Contains(logs.String(), keys.Client) {
-			t.Errorf("a secret reached the logs")
-		}
 	})
-	return &testGateway{URL: "http://" + ln.Addr().String(), AdminKey: keys.Admin, ClientKey: keys.Client, G: g}, up
+	return g, "http://" + ln.Addr().String(), keys
 }
 
 func (tg *testGateway) openai(key string) openai.Client {

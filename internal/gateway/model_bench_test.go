@@ -2,17 +2,14 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"testing"
-	"time"
 
 	"github.com/agate-gateway/agate/internal/config"
 )
@@ -76,28 +73,8 @@ prices:
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
-	g, err := New(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys, err := Bootstrap(ctx, g.Store(), dir, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { g.Serve(sctx, ln); close(done) }()
-	b.Cleanup(func() {
-		stop()
-		<-done
-		g.Close()
-	})
-	benchSend(b, "http://"+ln.Addr().String(), keys.Client)
+	_, url, keys := serveGateway(b, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	benchSend(b, url, keys.Client)
 }
 
 func BenchmarkModelRequestBareProxy(b *testing.B) {
