@@ -137,7 +137,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Gateway,
 	}
 	// Registered after the ledger and the audit trail, so closed before
 	// them: what it still holds reaches both.
-	g.after = newAfterwork(4096)
+	g.after = newAfterwork(4096, afterLinger)
 	g.closers = append(g.closers, g.after.Close)
 	g.model.After = g.after.Do
 	if cfg.ToolCalls.Mode != "off" {
