@@ -451,17 +451,19 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 	h.Metrics.StreamsInFlight.Inc()
 	defer h.Metrics.StreamsInFlight.Dec()
 	rc, hold, rd := h.startStream(w, sr.body)
-	defer h.endStream(hold, rd)
+	// hold is the header hold, then the tail hold once the last event is
+	// written: endStream releases whichever is current.
+	defer func() { h.endStream(hold, rd) }()
 	op := sr.op
 	var out []byte
 	var events []sse.Event
-	finished := false
+	finished, tailHeld := false, false
 	// dirty marks events written but not flushed. Flushing once per burst
 	// (when no further event is already buffered) saves a write system
 	// call per event without holding any event back from the client.
 	dirty := false
 	for {
-		if dirty && !rd.Buffered() {
+		if dirty && !tailHeld && !rd.Buffered() {
 			if err := flush(rc); err != nil {
 				return errStreamStarted
 			}
@@ -507,13 +509,21 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 		}
 		dirty = true
 		errEvent := isErrorEvent(op, ev)
-		if terminal || errEvent {
+		if terminal && !errEvent {
+			// The body's end follows the last event at once from any
+			// upstream that ends its stream properly. Held until then,
+			// the last event leaves with the end of the body in one
+			// write when the handler returns: a system call less, and
+			// for a client reading to the end one wake-up less. An
+			// upstream that keeps the body open gets the event sent
+			// after tailHold.
+			hold, tailHeld = holdFlush(rc, tailHold), true
+			continue
+		}
+		if errEvent {
 			if err := flush(rc); err != nil {
 				return errStreamStarted
 			}
-			dirty = false
-		}
-		if errEvent {
 			return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream stream ended with an error", Cause: errStreamStarted}
 		}
 	}
@@ -528,7 +538,7 @@ func flush(rc *http.ResponseController) error { return rc.Flush() }
 // takes an SSE reader of body from the pool.
 //
 //go:noinline
-func (h *Handler) startStream(w http.ResponseWriter, body io.Reader) (*http.ResponseController, *heldHeaders, *sse.Reader) {
+func (h *Handler) startStream(w http.ResponseWriter, body io.Reader) (*http.ResponseController, *heldFlush, *sse.Reader) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
@@ -541,13 +551,13 @@ func (h *Handler) startStream(w http.ResponseWriter, body io.Reader) (*http.Resp
 	} else {
 		rd.Reset(body)
 	}
-	return rc, holdHeaders(rc), rd
+	return rc, holdFlush(rc, headerHold), rd
 }
 
 // endStream releases the header hold and returns rd to the pool.
 //
 //go:noinline
-func (h *Handler) endStream(hold *heldHeaders, rd *sse.Reader) {
+func (h *Handler) endStream(hold *heldFlush, rd *sse.Reader) {
 	hold.release()
 	rd.Reset(nil) // drop the body; keep the buffers
 	h.readers.Put(rd)
@@ -557,7 +567,7 @@ func (h *Handler) endStream(hold *heldHeaders, rd *sse.Reader) {
 // msg, and returns err.
 //
 //go:noinline
-func endWithError(w http.ResponseWriter, rc *http.ResponseController, hold *heldHeaders, op provider.Op, err error, msg string) error {
+func endWithError(w http.ResponseWriter, rc *http.ResponseController, hold *heldFlush, op provider.Op, err error, msg string) error {
 	hold.release()
 	w.Write(streamErrorEvent(op, msg)) //nolint:errcheck
 	rc.Flush()                         //nolint:errcheck
@@ -571,18 +581,23 @@ func endWithError(w http.ResponseWriter, rc *http.ResponseController, hold *held
 // for them.
 const headerHold = 20 * time.Millisecond
 
-// heldHeaders sends a stream's headers after headerHold unless the first
-// event went first. The mutex serializes the timer's flush with the
-// relay's first write; after release the relay writes without it.
-type heldHeaders struct {
+// tailHold is the longest a stream's last event waits for the end of
+// the upstream's body, to leave with the end of the client's in one write.
+const tailHold = 2 * time.Millisecond
+
+// heldFlush flushes what the relay has written after a delay unless
+// released first: it holds a stream's headers for its first event, and
+// its last event for the end of the body. The mutex serializes the
+// timer's flush with release; after release the relay writes without it.
+type heldFlush struct {
 	mu    sync.Mutex
 	done  bool
 	timer *time.Timer
 }
 
-func holdHeaders(rc *http.ResponseController) *heldHeaders {
-	h := &heldHeaders{}
-	h.timer = time.AfterFunc(headerHold, func() {
+func holdFlush(rc *http.ResponseController, d time.Duration) *heldFlush {
+	h := &heldFlush{}
+	h.timer = time.AfterFunc(d, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if !h.done {
@@ -595,7 +610,7 @@ func holdHeaders(rc *http.ResponseController) *heldHeaders {
 
 // release ends the hold: from now on the relay owns the writer. Once it
 // has returned, the timer's function either ran or will do nothing.
-func (h *heldHeaders) release() {
+func (h *heldFlush) release() {
 	if h.timer == nil {
 		return
 	}

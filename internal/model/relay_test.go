@@ -3,6 +3,7 @@ package model
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,10 +19,12 @@ import (
 	"github.com/agate-gateway/agate/internal/telemetry"
 )
 
-// gatedRouter streams body only once gate is closed.
+// gatedRouter streams body once gate is closed (or receives), and ends
+// it once open is closed (at once when open is nil).
 type gatedRouter struct {
 	body string
 	gate chan struct{}
+	open chan struct{}
 }
 
 func (g *gatedRouter) Has(string) bool  { return true }
@@ -31,6 +34,9 @@ func (g *gatedRouter) Do(context.Context, string, *provider.Request) (*route.Res
 	go func() {
 		<-g.gate
 		io.WriteString(pw, g.body) //nolint:errcheck // the test reads what arrives
+		if g.open != nil {
+			<-g.open
+		}
 		pw.Close()
 	}()
 	return &route.Result{
@@ -77,6 +83,86 @@ func TestStreamHeadersDoNotWaitForASlowFirstEvent(t *testing.T) {
 	line, err := bufio.NewReader(res.resp.Body).ReadString('\n')
 	if err != nil || !strings.Contains(line, `"hi"`) {
 		t.Fatalf("first line %q, %v", line, err)
+	}
+}
+
+const twoEvents = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+
+// flushRecorder is a ResponseWriter that notes how much of the body had
+// been written at each flush.
+type flushRecorder struct {
+	header  http.Header
+	status  int
+	body    strings.Builder
+	flushes []int
+}
+
+func (f *flushRecorder) Header() http.Header         { return f.header }
+func (f *flushRecorder) WriteHeader(status int)      { f.status = status }
+func (f *flushRecorder) Write(p []byte) (int, error) { return f.body.Write(p) }
+func (f *flushRecorder) Flush()                      { f.flushes = append(f.flushes, f.body.Len()) }
+
+// The relay does not flush a stream's last event when the upstream's body
+// ends right after it: that event is left for the handler's return, which
+// sends it with the end of the chunked body in one write.
+func TestStreamLastEventLeavesWithTheEnd(t *testing.T) {
+	gate := make(chan struct{})
+	close(gate)
+	rt := &gatedRouter{body: twoEvents, gate: gate}
+	h := &Handler{Router: rt, Metrics: telemetry.NewMetrics(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20}
+	w := &flushRecorder{header: http.Header{}}
+	r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+	h.ServeChat(w, r.WithContext(identity.NewContext(r.Context(), &identity.Principal{Subject: "u"})))
+	body := w.body.String()
+	done := strings.Index(body, "data: [DONE]")
+	if w.status != 200 || done < 0 {
+		t.Fatalf("status %d, body %q", w.status, body)
+	}
+	for _, at := range w.flushes {
+		if at > done {
+			t.Fatalf("last event flushed by the relay (flushes at %v, [DONE] at %d)", w.flushes, done)
+		}
+	}
+}
+
+// An upstream that keeps its body open after the last event still has
+// that event reach the client, tailHold later.
+func TestStreamLastEventDoesNotWaitForAnOpenBody(t *testing.T) {
+	gate, open := make(chan struct{}), make(chan struct{})
+	close(gate)
+	rt := &gatedRouter{body: twoEvents, gate: gate, open: open}
+	h := &Handler{Router: rt, Metrics: telemetry.NewMetrics(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeChat(w, r.WithContext(identity.NewContext(r.Context(), &identity.Principal{Subject: "u"})))
+	}))
+	defer srv.Close()
+	defer close(open) // before srv.Close, which waits for the handler
+	// Everything that could wait on the held event, the response headers
+	// included, waits on this goroutine, under the test's deadline.
+	gotDone := make(chan error, 1)
+	go func() {
+		resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+		if err != nil {
+			gotDone <- err
+			return
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if sc.Text() == "data: [DONE]" {
+				gotDone <- nil
+				return
+			}
+		}
+		gotDone <- fmt.Errorf("stream ended without [DONE]: %v", sc.Err())
+	}()
+	select {
+	case err := <-gotDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("[DONE] held back while the upstream's body stayed open")
 	}
 }
 
