@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -63,6 +64,9 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("record usage %s…: %w", chunk[0].RequestID, err)
 		}
+		// A batch is a millisecond or more of CPU at 1000 requests/s;
+		// between statements the requests queued behind it go first.
+		runtime.Gosched()
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record usage: %w", err)
