@@ -27,9 +27,10 @@ type afterwork struct {
 
 	run sync.Mutex // held while a batch runs: batches run in order
 
+	spare []func() // the last batch's array, for the next pending; under run
+
 	mu        sync.Mutex
 	pending   []func()
-	spare     []func()
 	scheduled bool
 	closed    bool
 }
@@ -77,11 +78,7 @@ func (a *afterwork) flush() {
 		f()
 		batch[i] = nil
 	}
-	a.mu.Lock()
-	if a.spare == nil {
-		a.spare = batch[:0]
-	}
-	a.mu.Unlock()
+	a.spare = batch[:0] // only flush, under run, touches spare
 }
 
 // Close runs what is queued; later functions run at once in Do.
