@@ -146,7 +146,7 @@ func cpuTime() time.Duration {
 // prepared records, of tool calls (agent, session and task set) and of
 // model requests made with an API key (none of them set, so the partial
 // indexes on them are not written). AUDIT_BENCH_BATCH=n sets the records
-// per transaction: at 1000 requests/s the 100 ms linger commits about 100.
+// per transaction: at 200 requests/s the 500 ms linger commits about 100.
 func BenchmarkSQLiteWrite(b *testing.B) {
 	for _, bare := range []bool{false, true} {
 		b.Run(map[bool]string{false: "tool-calls", true: "model-requests"}[bare], func(b *testing.B) {

@@ -94,9 +94,9 @@ func TestCrashKill9(t *testing.T) {
 					}
 					acked[seq] = true
 					n++
-					// Past several batched lingers (100 ms each)
-					// several batches are committed, so the kill lands
-					// mid-stream.
+					// Past a second and 1500 records several batches
+					// are committed (a full max_batch ends the
+					// linger), so the kill lands mid-stream.
 					if !killed && (n >= 1500 && time.Since(start) > time.Second || time.Since(start) > 6*time.Second) {
 						// Everything already printed is acknowledged;
 						// the pipe's remainder is read after the kill.

@@ -464,7 +464,7 @@ func batchedLinger(durability string, linger time.Duration) time.Duration {
 		return 0
 	}
 	if linger <= 0 {
-		return 100 * time.Millisecond
+		return config.DefaultBatchLinger
 	}
 	return linger
 }
