@@ -169,8 +169,8 @@ func (s *Audit) validate(e *errs) {
 // DefaultBatchLinger is the batched audit trail's default linger. A group
 // commit costs about 250 µs of CPU before its first record (an fsync, the
 // WAL frames of the table and each index): at 200 requests/s a 100 ms
-// linger made ten commits a second of twenty records each, and the
-// commits were a fifth of the gateway's CPU. Half a second makes two.
+// linger made ten commits a second of twenty records each, and their
+// writer took a tenth of the gateway's CPU. Half a second makes two.
 // The records it puts at risk on a crash are those whose effect has
 // already happened; what must be durable first is committed at once.
 const DefaultBatchLinger = 500 * time.Millisecond

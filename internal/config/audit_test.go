@@ -43,7 +43,7 @@ func TestAuditDefaults(t *testing.T) {
 	a := Default().Audit
 	if a.Durability != "batched" || a.QueueSize != 10000 || a.MaxBatch != 1000 || a.CheckpointEvery != 1000 ||
 		a.CheckpointInterval != time.Minute || a.KeyFile != "audit-signing.key" || a.RawArgs ||
-		a.ArgsDigest != "sha256" || a.ArgsKeyFile != "audit-args.key" || a.BatchLinger != DefaultBatchLinger {
+		a.ArgsDigest != "sha256" || a.ArgsKeyFile != "audit-args.key" || a.BatchLinger != 500*time.Millisecond {
 		t.Errorf("defaults: %+v", a)
 	}
 	if d := Default().Store.UsageFlushInterval; d != 250*time.Millisecond {
