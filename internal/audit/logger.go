@@ -486,8 +486,11 @@ func (l *Logger) run() {
 			// While nobody waits on the record (batched Log), sleep a
 			// little before draining the queue: one commit and fsync
 			// for a burst instead of one per record, and one wake-up of
-			// this goroutine per batch instead of one per record.
-			if p.done == nil && l.linger > 0 {
+			// this goroutine per batch instead of one per record. A
+			// queue that already holds a whole batch (a backlog left by
+			// a burst that has ended, which no new Log will signal) is
+			// drained at once.
+			if p.done == nil && l.linger > 0 && len(l.queue)+1 < l.maxBatch {
 				t := time.NewTimer(l.linger)
 				select {
 				case <-t.C:
@@ -622,6 +625,10 @@ func (l *Logger) Close() error {
 	l.closed = true
 	l.stopping.Store(true)
 	close(l.queue)
+	select { // end a linger now: nothing more will come
+	case l.urgent <- struct{}{}:
+	default:
+	}
 	<-l.turn
 	<-l.done
 	var errs []error

@@ -141,6 +141,43 @@ func (f *failingWriter) Durable() bool { return f.durable }
 func (f *failingWriter) set(fail bool) { f.mu.Lock(); f.fail = fail; f.mu.Unlock() }
 func (f *failingWriter) count() int    { f.mu.Lock(); defer f.mu.Unlock(); return f.records }
 
+// TestBatchedBacklogDrains: a backlog left by a burst that has ended is
+// written at the writer's pace, not one batch per linger (no new Log
+// comes to end the linger), and Close does not wait out the linger.
+func TestBatchedBacklogDrains(t *testing.T) {
+	ctx := context.Background()
+	w := &failingWriter{durable: true, block: make(chan struct{})}
+	cfg := testAuditConfig(t, "  durability: batched\n  batch_linger: 10s\n  max_batch: 10\n")
+	l, err := Open(ctx, cfg, t.TempDir(), quiet(), WithWriters(w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 105
+	for range n {
+		if err := l.Log(ctx, Record{Kind: KindModelInvocation}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(w.block) // the writer was stuck in its first batch; the burst is over
+	deadline := time.Now().Add(3 * time.Second)
+	for w.count() < n-n%10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := w.count(); got < n-n%10 {
+		t.Errorf("3s after the burst %d of %d records are written; want every whole batch", got, n)
+	}
+	start := time.Now()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Close took %v with a 10s linger pending", took)
+	}
+	if got := w.count(); got != n {
+		t.Errorf("after Close %d records are written; want %d", got, n)
+	}
+}
+
 func TestLoggerFanOut(t *testing.T) {
 	ctx := context.Background()
 	t.Run("one durable writer suffices", func(t *testing.T) {
