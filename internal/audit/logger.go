@@ -378,7 +378,7 @@ func (l *Logger) append(ctx context.Context, r Record, wait bool) (Receipt, erro
 		}
 	}
 	l.seq, l.head = r.Seq, hash
-	full := len(l.queue) >= min(l.maxBatch, cap(l.queue))
+	full := l.wholeBatch(len(l.queue))
 	<-l.turn
 	rc := Receipt{Chain: r.Chain, Seq: r.Seq, Hash: hash}
 	if !wait && !full {
@@ -454,6 +454,11 @@ func seal(r *Record) (body []byte, hash string, err error) {
 }
 
 // run is the committer: it drains the queue in batches until Close.
+// wholeBatch reports whether n queued records are as many as one commit
+// takes (or as the queue holds, when it is the smaller): the point at
+// which a linger has nothing left to wait for.
+func (l *Logger) wholeBatch(n int) bool { return n >= min(l.maxBatch, cap(l.queue)) }
+
 // batchedLinger is the committer's linger in batched durability. A group
 // commit's fixed cost (an fsync, WAL frames for the table and each index)
 // is the same for one record or a thousand; lingering turns a commit per
@@ -490,7 +495,7 @@ func (l *Logger) run() {
 			// queue that already holds a whole batch (a backlog left by
 			// a burst that has ended, which no new Log will signal) is
 			// drained at once.
-			if p.done == nil && l.linger > 0 && len(l.queue)+1 < l.maxBatch {
+			if p.done == nil && l.linger > 0 && !l.wholeBatch(len(l.queue)+1) {
 				t := time.NewTimer(l.linger)
 				select {
 				case <-t.C:
