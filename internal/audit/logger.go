@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agate-gateway/agate/internal/config"
+	"github.com/agate-gateway/agate/internal/pace"
 )
 
 // ErrClosed is returned by Log after Close.
@@ -533,8 +534,14 @@ func (l *Logger) run() {
 // force is set and there is anything unsigned), and tells the waiters.
 func (l *Logger) commit(batch []*pending, force, closing bool) {
 	b := Batch{Records: make([]Stored, len(batch))}
+	// A batch that nobody waits on and that is no backlog is written
+	// paced: spread out, it never holds a core the requests need.
+	paced := !force && !closing && !l.wholeBatch(len(batch))
 	for i, p := range batch {
 		b.Records[i] = p.rec
+		if p.done != nil {
+			paced = false
+		}
 	}
 	seq, hash := l.lastSeq, l.lastHash
 	if n := len(batch); n > 0 {
@@ -553,7 +560,7 @@ func (l *Logger) commit(batch []*pending, force, closing bool) {
 	if len(b.Records) == 0 && len(b.Checkpoints) == 0 {
 		return
 	}
-	err := l.writeAll(b, closing)
+	err := l.writeAll(b, closing, paced)
 	if err == nil {
 		l.lastSeq, l.lastHash = seq, hash
 		if len(b.Checkpoints) > 0 {
@@ -572,7 +579,7 @@ func (l *Logger) commit(batch []*pending, force, closing bool) {
 // succeeds misses the batch (Verify of that writer shows the gap); the
 // failure is logged. Once Close has been called it gives up after a few
 // attempts: a shutdown must end even when no writer can take the batch.
-func (l *Logger) writeAll(b Batch, closing bool) error {
+func (l *Logger) writeAll(b Batch, closing, paced bool) error {
 	took := make([]bool, len(l.writers))
 	errs := make([]error, len(l.writers))
 	backoff := 10 * time.Millisecond
@@ -585,6 +592,9 @@ func (l *Logger) writeAll(b Batch, closing bool) error {
 			write := func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
+				if paced {
+					ctx = pace.WithPacer(ctx, pace.New(pace.Stretch))
+				}
 				errs[i] = nw.w.Write(ctx, b)
 				took[i] = errs[i] == nil
 			}

@@ -12,10 +12,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agate-gateway/agate/internal/pace"
 )
 
 func quiet() Option { return WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))) }
@@ -122,11 +125,21 @@ type failingWriter struct {
 	durable bool
 	block   chan struct{} // when non-nil, Write waits on it
 	records int
+	writes  []seenWrite
+}
+
+// seenWrite is what a writer saw of one Write.
+type seenWrite struct {
+	records int
+	paced   bool // ctx carried a pacer
 }
 
 func (f *failingWriter) Write(ctx context.Context, b Batch) error {
-	if f.block != nil {
-		<-f.block
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		<-block
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -134,12 +147,84 @@ func (f *failingWriter) Write(ctx context.Context, b Batch) error {
 		return errors.New("disk on fire")
 	}
 	f.records += len(b.Records)
+	f.writes = append(f.writes, seenWrite{len(b.Records), pace.FromContext(ctx) != nil})
 	return nil
 }
 func (f *failingWriter) Close() error  { return nil }
 func (f *failingWriter) Durable() bool { return f.durable }
 func (f *failingWriter) set(fail bool) { f.mu.Lock(); f.fail = fail; f.mu.Unlock() }
 func (f *failingWriter) count() int    { f.mu.Lock(); defer f.mu.Unlock(); return f.records }
+
+func (f *failingWriter) seen() []seenWrite {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.writes)
+}
+
+// TestOnlyBackgroundBatchesArePaced: a batch nobody waits on is written
+// paced, so it does not take a core from the requests in one burst; a
+// batch someone waits on, and a backlog, are written at full speed.
+func TestOnlyBackgroundBatchesArePaced(t *testing.T) {
+	ctx := context.Background()
+	w := &failingWriter{durable: true}
+	cfg := testAuditConfig(t, "  durability: batched\n  batch_linger: 20ms\n  max_batch: 10\n")
+	l, err := Open(ctx, cfg, t.TempDir(), quiet(), WithWriters(w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	waitFor := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for w.count() < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := w.count(); got < n {
+			t.Fatalf("%d records written, want %d", got, n)
+		}
+	}
+
+	for range 3 {
+		if err := l.Log(ctx, Record{Kind: KindModelInvocation}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(3)
+	if got := w.seen(); len(got) != 1 || !got[0].paced {
+		t.Fatalf("three logged records: writes %+v, want one paced", got)
+	}
+
+	if _, err := l.Commit(ctx, Record{Kind: KindToolInvocation}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.seen(); len(got) != 2 || got[1].paced {
+		t.Fatalf("a committed record: writes %+v, want the second unpaced", got)
+	}
+
+	// A backlog: the writer is stuck while 20 records queue behind.
+	w.mu.Lock()
+	w.block = make(chan struct{})
+	w.mu.Unlock()
+	if err := l.Log(ctx, Record{Kind: KindModelInvocation}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // past the linger: the committer is in Write
+	for range 20 {
+		if err := l.Log(ctx, Record{Kind: KindModelInvocation}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(w.block)
+	waitFor(25)
+	if len(w.seen()) != 5 {
+		t.Fatalf("writes %+v, want 5", w.seen())
+	}
+	for _, s := range w.seen()[3:] {
+		if s.records != 10 || s.paced {
+			t.Fatalf("the backlog: writes %+v, want two whole batches unpaced", w.seen())
+		}
+	}
+}
 
 // TestBatchedBacklogDrains: a backlog left by a burst that has ended is
 // written at the writer's pace, not one batch per linger (no new Log

@@ -16,6 +16,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+
+	"github.com/agate-gateway/agate/internal/pace"
 )
 
 // sqlStore keeps records in PREFIX_records (indexed columns plus the
@@ -183,8 +185,11 @@ func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 		}
 		// A group commit is a millisecond or more of CPU in one call
 		// into SQLite, on one of perhaps two Ps; between statements the
-		// requests queued behind it go first.
+		// requests queued behind it go first, and a batch nobody waits
+		// on rests once it has worked a stretch (the Logger puts a
+		// pacer in ctx).
 		runtime.Gosched()
+		pace.Pause(ctx)
 	}
 	for _, c := range b.Checkpoints {
 		q := "INSERT INTO " + s.ckpts + " (chain, seq, time_ns, note) VALUES (" + s.ph(0) + "," + s.ph(1) + "," + s.ph(2) + "," + s.ph(3) + ")"

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"github.com/agate-gateway/agate/internal/pace"
 	"sync"
 	"time"
 )
@@ -24,6 +26,8 @@ type afterwork struct {
 	linger time.Duration
 	max    int
 	timer  *time.Timer
+	// newPacer paces the timer's batches; tests replace it.
+	newPacer func() *pace.Pacer
 
 	run sync.Mutex // held while a batch runs: batches run in order
 
@@ -38,8 +42,8 @@ type afterwork struct {
 // newAfterwork returns an afterwork that runs a batch linger after its
 // first function was queued, or as soon as max are queued.
 func newAfterwork(max int, linger time.Duration) *afterwork {
-	a := &afterwork{linger: linger, max: max}
-	a.timer = time.AfterFunc(time.Hour, a.flush)
+	a := &afterwork{linger: linger, max: max, newPacer: func() *pace.Pacer { return pace.New(pace.Stretch) }}
+	a.timer = time.AfterFunc(time.Hour, func() { a.flush(true) })
 	a.timer.Stop()
 	return a
 }
@@ -60,13 +64,17 @@ func (a *afterwork) Do(f func()) {
 	}
 	a.mu.Unlock()
 	if full {
-		a.flush()
+		a.flush(false)
 	}
 }
 
 // flush runs what is queued. Taking the batch under run keeps batches in
 // queue order even when a full queue's caller and the timer flush at once.
-func (a *afterwork) flush() {
+// The timer's flush is paced: at 1000 requests/s a batch is a millisecond
+// or more of CPU, and spread out it never holds a core the requests need.
+// A full queue's caller and Close run theirs unpaced: the one is a flood
+// that must be worked off, the other a shutdown.
+func (a *afterwork) flush(paced bool) {
 	a.run.Lock()
 	defer a.run.Unlock()
 	a.mu.Lock()
@@ -74,9 +82,14 @@ func (a *afterwork) flush() {
 	a.pending, a.spare = a.spare[:0], nil
 	a.scheduled = false
 	a.mu.Unlock()
+	var p *pace.Pacer
+	if paced {
+		p = a.newPacer()
+	}
 	for i, f := range batch {
 		f()
 		batch[i] = nil
+		p.Pause(context.Background())
 	}
 	a.spare = batch[:0] // only flush, under run, touches spare
 }
@@ -87,7 +100,7 @@ func (a *afterwork) Close() error {
 	a.closed = true
 	a.mu.Unlock()
 	a.timer.Stop()
-	a.flush()
+	a.flush(false)
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agate-gateway/agate/internal/pace"
 )
 
 // recorder collects the order functions given to afterwork ran in.
@@ -73,6 +75,73 @@ func TestAfterworkQueuesUntilLingerOrFull(t *testing.T) {
 	if n := r.count(); n != 3 {
 		t.Fatalf("a full queue ran %d of 3 functions before Do returned", n)
 	}
+}
+
+// pacers makes the pacers of an afterwork, each resting after every
+// function, and keeps them.
+type pacers struct {
+	mu   sync.Mutex
+	made []*pace.Pacer
+}
+
+func (p *pacers) new() *pace.Pacer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.made = append(p.made, pace.New(0))
+	return p.made[len(p.made)-1]
+}
+
+func (p *pacers) rests() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n []int
+	for _, m := range p.made {
+		n = append(n, m.Rests())
+	}
+	return n
+}
+
+// The timer's batches are paced (they run while requests are served);
+// a full queue's caller and Close run theirs at once.
+func TestAfterworkPacesTheTimersBatches(t *testing.T) {
+	t.Run("timer", func(t *testing.T) {
+		a := newAfterwork(4096, time.Millisecond)
+		var p pacers
+		a.newPacer = p.new
+		var r recorder
+		for i := range 3 {
+			a.Do(r.fn(i))
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for r.count() < 3 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		a.Close() // waits for the timer's batch to end
+		// Usually one batch; a slow machine may split the three.
+		total := 0
+		for _, n := range p.rests() {
+			total += n
+		}
+		if total != 3 {
+			t.Fatalf("pacers' rests %v, want a rest after each of 3 functions", p.rests())
+		}
+	})
+	t.Run("full queue and Close", func(t *testing.T) {
+		a := newAfterwork(3, time.Hour)
+		var p pacers
+		a.newPacer = p.new
+		var r recorder
+		for i := range 4 { // the third fills the queue; the fourth waits for Close
+			a.Do(r.fn(i))
+		}
+		a.Close()
+		if r.count() != 4 {
+			t.Fatalf("%d of 4 functions ran", r.count())
+		}
+		if got := p.rests(); len(got) != 0 {
+			t.Fatalf("pacers %v made for a full queue and Close, want none", got)
+		}
+	})
 }
 
 // A batch runs once the linger has passed, without Close.

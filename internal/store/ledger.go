@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"github.com/agate-gateway/agate/internal/pace"
 	"log/slog"
 	"sync"
 	"time"
@@ -111,7 +112,7 @@ func (l *Ledger) write(batch []UsageEntry) {
 	var err error
 	for try := 0; try < 5; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = l.store.RecordUsage(ctx, batch)
+		err = l.store.RecordUsage(pace.WithPacer(ctx, pace.New(pace.Stretch)), batch) // nobody waits: paced
 		cancel()
 		if err == nil {
 			return

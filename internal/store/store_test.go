@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/agate-gateway/agate/internal/pace"
 )
 
 // backends opens every backend the machine has; each test runs against all.
@@ -157,7 +159,8 @@ func TestUsage(t *testing.T) {
 }
 
 // TestRecordUsageChunks records a batch that spans several multi-row
-// INSERTs and a remainder, and finds every entry.
+// INSERTs and a remainder, and finds every entry; a paced write rests
+// between statements.
 func TestRecordUsageChunks(t *testing.T) {
 	for name, s := range backends(t) {
 		t.Run(name, func(t *testing.T) {
@@ -170,10 +173,18 @@ func TestRecordUsageChunks(t *testing.T) {
 					InputTokens: int64(i), OutputTokens: 1, Status: 200, Stream: i%2 == 0, Estimated: i%3 == 0})
 				in += int64(i)
 			}
-			for range 2 { // the second batch reuses the prepared statements
-				if err := s.RecordUsage(ctx, entries); err != nil {
-					t.Fatal(err)
-				}
+			// The first write is paced as the Ledger's are (a pacer whose
+			// stretch is over after every statement), the second
+			// reuses the prepared statements.
+			p := pace.New(0)
+			if err := s.RecordUsage(pace.WithPacer(ctx, p), entries); err != nil {
+				t.Fatal(err)
+			}
+			if p.Rests() != 3 {
+				t.Errorf("a paced write of 3 statements rested %d times, want 3", p.Rests())
+			}
+			if err := s.RecordUsage(ctx, entries); err != nil {
+				t.Fatal(err)
 			}
 			got, err := s.Usage(ctx, UsageQuery{GroupBy: "key"})
 			if err != nil {

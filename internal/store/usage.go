@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/agate-gateway/agate/internal/pace"
 )
 
 // UsageEntry is one request in the usage ledger.
@@ -65,8 +67,11 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 			return fmt.Errorf("record usage %s…: %w", chunk[0].RequestID, err)
 		}
 		// A batch is a millisecond or more of CPU at 1000 requests/s;
-		// between statements the requests queued behind it go first.
+		// between statements the requests queued behind it go first,
+		// and, when ctx carries a pacer (the Ledger's flushes), the
+		// write rests once it has worked a stretch.
 		runtime.Gosched()
+		pace.Pause(ctx)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record usage: %w", err)

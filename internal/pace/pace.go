@@ -1,0 +1,93 @@
+// Package pace spreads long background work out in time, so that a batch
+// nobody waits on (a group commit of the audit trail, a flush of the
+// usage ledger, the accounting of the last requests) does not take a
+// core from the requests in one burst.
+//
+// On a small machine such a burst is what the slowest requests wait
+// behind: a commit of 500 audit records is 10 ms or more of CPU in one
+// call, and while it runs, the requests, the load's other processes and
+// everything else share what is left. Spread out as a millisecond of
+// work and a millisecond of rest, the same work costs the same CPU but
+// never holds a core for longer than a request takes.
+package pace
+
+import (
+	"context"
+	"time"
+)
+
+// Stretch is how long background work runs before it rests: about what a
+// few requests take, and the granularity of the runtime's timers.
+const Stretch = time.Millisecond
+
+// Pacer alternates stretches of work with rests as long as the stretch
+// took. The rest follows the wall time the stretch took, not its CPU: a
+// stretch that the scheduler slowed down (the machine is busy) rests for
+// longer, so background work gives way more when the requests need it.
+// A Pacer is used by one goroutine at a time.
+type Pacer struct {
+	stretch time.Duration
+	began   time.Time
+	rests   int
+	now     func() time.Time
+	sleep   func(context.Context, time.Duration)
+}
+
+// New returns a pacer whose first stretch begins now.
+func New(stretch time.Duration) *Pacer {
+	p := &Pacer{stretch: stretch, now: time.Now, sleep: sleep}
+	p.began = p.now()
+	return p
+}
+
+// Pause is called between two units of work. Once the work since the
+// last rest has lasted a stretch it rests for as long, or until ctx ends,
+// and begins the next stretch. It is safe on a nil Pacer, which never
+// rests.
+func (p *Pacer) Pause(ctx context.Context) {
+	if p == nil {
+		return
+	}
+	worked := p.now().Sub(p.began)
+	if worked < p.stretch {
+		return
+	}
+	p.sleep(ctx, worked)
+	p.rests++
+	p.began = p.now()
+}
+
+// Rests reports how many times the pacer has rested.
+func (p *Pacer) Rests() int {
+	if p == nil {
+		return 0
+	}
+	return p.rests
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+type ctxKey struct{}
+
+// WithPacer returns ctx carrying p, for a writer that takes a context
+// but not a pacer: a write done for a caller who waits on it goes
+// unpaced, the same write in the background paced.
+func WithPacer(ctx context.Context, p *Pacer) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// FromContext returns ctx's pacer, or nil.
+func FromContext(ctx context.Context) *Pacer {
+	p, _ := ctx.Value(ctxKey{}).(*Pacer)
+	return p
+}
+
+// Pause pauses ctx's pacer, if it carries one.
+func Pause(ctx context.Context) { FromContext(ctx).Pause(ctx) }
