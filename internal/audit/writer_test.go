@@ -365,3 +365,20 @@ func TestQueriesUsePartialIndexes(t *testing.T) {
 		})
 	}
 }
+
+// The SQLite writer keeps statement journals in memory: on disk they cost
+// a write system call for every page a multi-row INSERT changes.
+func TestSQLiteStatementJournalInMemory(t *testing.T) {
+	w, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "audit.db"), "agate_audit", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var mode int
+	if err := w.(*sqlStore).db.QueryRow("PRAGMA temp_store").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if mode != 2 { // 0 default (a file), 1 file, 2 memory
+		t.Fatalf("temp_store = %d, want 2 (memory)", mode)
+	}
+}
