@@ -2,9 +2,10 @@ package gateway
 
 import (
 	"context"
-	"github.com/agate-gateway/agate/internal/pace"
 	"sync"
 	"time"
+
+	"github.com/agate-gateway/agate/internal/pace"
 )
 
 // afterwork runs what a request leaves to do once its client has the

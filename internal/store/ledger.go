@@ -2,10 +2,11 @@ package store
 
 import (
 	"context"
-	"github.com/agate-gateway/agate/internal/pace"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/agate-gateway/agate/internal/pace"
 )
 
 // Ledger writes usage entries in the background, committing them in groups
