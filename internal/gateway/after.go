@@ -72,7 +72,8 @@ func (a *afterwork) Do(f func()) {
 // flush runs what is queued. Taking the batch under run keeps batches in
 // queue order even when a full queue's caller and the timer flush at once.
 // The timer's flush is paced: at 1000 requests/s a batch is a millisecond
-// or more of CPU, and spread out it never holds a core the requests need.
+// or more of CPU, and spread out it never holds a core the requests need
+// for longer than pace.Stretch.
 // A full queue's caller and Close run theirs unpaced: the one is a flood
 // that must be worked off, the other a shutdown.
 func (a *afterwork) flush(paced bool) {
