@@ -454,7 +454,6 @@ func seal(r *Record) (body []byte, hash string, err error) {
 	return body, hash, nil
 }
 
-// run is the committer: it drains the queue in batches until Close.
 // wholeBatch reports whether n queued records are as many as one commit
 // takes (or as the queue holds, when it is the smaller): the point at
 // which a linger has nothing left to wait for.
@@ -475,6 +474,7 @@ func batchedLinger(durability string, linger time.Duration) time.Duration {
 	return linger
 }
 
+// run is the committer: it drains the queue in batches until Close.
 func (l *Logger) run() {
 	defer close(l.done)
 	tick := time.NewTicker(min(l.ckptEach, time.Second))
