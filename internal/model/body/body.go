@@ -203,25 +203,45 @@ func topObject(b []byte) (start, end int, err error) {
 	return i, end, nil
 }
 
-// Members validates b as one JSON object and calls fn with the raw value
-// of each member named key, in order, matching names as encoding/json
-// matches a struct field's: case-insensitively. Decoding each value in
-// turn into one variable gives what decoding b into a struct with that
-// field gives, without decoding the rest of b (the choices and content of
-// an upstream's answer, when only its usage is wanted). It returns fn's
-// first error.
+// Members calls fn with the raw value of each member of the JSON object
+// b named key, in order, matching names as encoding/json matches a struct
+// field's: case-insensitively. Decoding each value in turn into one
+// variable gives what decoding b into a struct with that field gives,
+// without decoding the rest of b (the choices and content of an
+// upstream's answer, when only its usage is wanted), provided the result
+// is kept only when Members returns nil: like EachMember it validates b
+// as it goes. It returns b's syntax error or fn's first error.
 func Members(b []byte, key string, fn func(raw []byte) error) error {
-	start, _, err := topObject(b)
-	if err != nil {
-		return err
-	}
-	_, err = eachMember(b, start, 1, func(k []byte, vs, ve int) error {
+	return EachMember(b, func(k, raw []byte) error {
 		if string(k) == key || strings.EqualFold(string(k), key) {
-			return fn(b[vs:ve])
+			return fn(raw)
 		}
 		return nil
 	})
-	return err
+}
+
+// EachMember calls fn with the name (unescaped; it aliases b unless it
+// had escapes) and the raw value of each member of the JSON object b, in
+// order, validating b as it goes. It returns b's syntax error or fn's
+// first error. One pass reads b: when b turns out malformed after some
+// members, those were passed to fn already, and a caller that needs all
+// or nothing discards what fn did when an error comes back.
+func EachMember(b []byte, fn func(key, raw []byte) error) error {
+	i := skipWS(b, 0)
+	if i == len(b) || b[i] != '{' {
+		_, _, err := topObject(b) // not an object: topObject says why
+		return err
+	}
+	end, err := eachMember(b, i, 1, func(k []byte, vs, ve int) error {
+		return fn(k, b[vs:ve])
+	})
+	if err != nil {
+		return err
+	}
+	if j := skipWS(b, end); j != len(b) {
+		return &SyntaxError{Offset: j, Msg: "data after the top-level value"}
+	}
+	return nil
 }
 
 // errFound stops eachMember once findMember has what it looks for.
@@ -417,6 +437,14 @@ func skipNumber(b []byte, i int) (int, error) {
 func skipString(b []byte, i int) (end int, escaped bool, err error) {
 	i++
 	for i < len(b) {
+		// Most of an answer is plain string bytes: step over them
+		// with one table lookup each before looking closer.
+		for i < len(b) && plainStringByte[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':
@@ -450,6 +478,15 @@ func skipString(b []byte, i int) (end int, escaped bool, err error) {
 	}
 	return 0, false, syntaxAt(b, len(b), "")
 }
+
+// plainStringByte marks the bytes that stand for themselves inside a
+// JSON string: not a quote, a backslash or a control character.
+var plainStringByte = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')

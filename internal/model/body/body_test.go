@@ -260,3 +260,34 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+func TestEachMember(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string // key=raw pairs seen, space-separated
+		wantErr bool
+	}{
+		{`{}`, ``, false},
+		{` {"a":1, "b" : [1, {"c":2}] ,"\u0064":"x"} `, `a=1 b=[1, {"c":2}] d="x"`, false},
+		{`{"a":1}{`, `a=1`, true}, // data after the object: seen, then the error
+		{`{"a":1,"b":}`, `a=1`, true},
+		{`[1]`, ``, true},
+		{``, ``, true},
+		{`{"a":"\q"}`, ``, true},
+	}
+	for _, tt := range tests {
+		var seen []string
+		err := EachMember([]byte(tt.in), func(k, raw []byte) error {
+			seen = append(seen, string(k)+"="+string(raw))
+			return nil
+		})
+		if got := strings.Join(seen, " "); got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("EachMember(%s): saw %q, err %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := EachMember([]byte(`{"a":1,"b":2}`), func(k, raw []byte) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Errorf("fn's error: got %v after %d calls, want it after 1", err, n)
+	}
+}

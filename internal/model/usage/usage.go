@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/agate-gateway/agate/internal/model/body"
 	"github.com/agate-gateway/agate/internal/model/provider"
 	"github.com/agate-gateway/agate/internal/model/sse"
 )
@@ -69,24 +68,10 @@ func (a *anthropicUsage) input() int {
 // has none.
 func FromChat(body []byte) (Usage, bool) {
 	var u *openaiUsage
-	if !decodeUsage(body, &u) || u == nil {
+	if !decodeUsage(body, &u, (*openaiUsage).decodeFast) || u == nil {
 		return Usage{}, false
 	}
 	return u.usage(), true
-}
-
-// decodeUsage decodes the top-level "usage" member of b into v, as
-// json.Unmarshal of b into a struct with that one field would, but
-// without decoding the choices or content around it: a scan of the body
-// finds the member, and only its value is decoded. It is false when b is
-// not a JSON object, has no usage, or its usage does not decode.
-func decodeUsage(b []byte, v any) bool {
-	found := false
-	err := body.Members(b, "usage", func(raw []byte) error {
-		found = true
-		return json.Unmarshal(raw, v)
-	})
-	return err == nil && found
 }
 
 // FromEmbeddings reads the usage of an OpenAI embeddings body.
@@ -95,7 +80,7 @@ func FromEmbeddings(body []byte) (Usage, bool) { return FromChat(body) }
 // FromMessages reads the usage of an Anthropic message body.
 func FromMessages(body []byte) (Usage, bool) {
 	var a *anthropicUsage
-	if !decodeUsage(body, &a) || a == nil {
+	if !decodeUsage(body, &a, (*anthropicUsage).decodeFast) || a == nil {
 		return Usage{}, false
 	}
 	u := Usage{Input: a.input(), CachedInput: a.CacheReadInputTokens}
@@ -123,6 +108,9 @@ func FromBody(op provider.Op, body []byte) (Usage, bool) {
 func IsUsageChunk(data []byte) bool {
 	if !reportsUsage(data) {
 		return false
+	}
+	if u, slow, ok := usageChunk(data); !slow {
+		return ok && u != nil
 	}
 	var c struct {
 		Choices []json.RawMessage `json:"choices"`
@@ -206,6 +194,15 @@ func (m *Meter) observeOpenAI(ev sse.Event) {
 		// The hot path: a content chunk. Its text only matters for an
 		// estimate, so it is measured without decoding the chunk.
 		m.chars += stringFieldsLen(ev.Data, "content", "refusal", "arguments")
+		return
+	}
+	// The usage chunk that ends the stream: its choices are empty, and
+	// reading it without reflection keeps a decode off the stream's end.
+	if u, slow, ok := usageChunk(ev.Data); !slow {
+		if ok && u != nil {
+			m.reported = u.usage()
+			m.haveInput, m.complete = true, true
+		}
 		return
 	}
 	var c struct {

@@ -205,6 +205,21 @@ func BenchmarkFromChat(b *testing.B) {
 	}
 }
 
+// BenchmarkMeterUsageChunk meters the chunk that ends an OpenAI stream,
+// the one that reports usage; it is read as the stream ends, before the
+// client has the last of it.
+func BenchmarkMeterUsageChunk(b *testing.B) {
+	ev := sse.Event{Data: []byte(`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"upstream-model","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28,"prompt_tokens_details":{"cached_tokens":4}}}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		m := NewMeter(provider.OpChat, 100)
+		m.Observe(ev)
+		if !m.complete || m.reported.Output != 16 {
+			b.Fatal(m.reported)
+		}
+	}
+}
+
 func TestReportsUsage(t *testing.T) {
 	tests := []struct {
 		chunk string
@@ -283,4 +298,88 @@ func FuzzFromBodyMatchesDecode(f *testing.F) {
 			t.Errorf("FromMessages(%q) = %+v, %v; decoding gives %+v, %v", data, got, ok, want, wantOK)
 		}
 	})
+}
+
+// FuzzMeterMatchesDecode holds the stream meter's reading of an OpenAI
+// chunk that reports usage, and IsUsageChunk, to decoding the whole chunk
+// with encoding/json, as they did before the usage chunk was read
+// without reflection.
+func FuzzMeterMatchesDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"c","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}`,
+		`{"choices":[{"delta":{"content":"hi"}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}`,
+		`{"choices":null,"usage":{"PROMPT_TOKENS":3}}`, `{"choices":[ ],"usage":{"prompt_tokens":1.5}}`,
+		`{"choices":[],"usage":{"prompt_tokens":1},"usage":{"completion_tokens":2}}`,
+		`{"choices":[],"usage":{"prompt_tokens":1},"usage":null}`,
+		`{"choices":[{"delta":{"content":"x"}}],"choices":[],"usage":{"prompt_tokens":5}}`,
+		`{"choices":[],"usage":{"prompt_tokens_details":{"cached_tokens":2},"prompt_tokens_details":{}}}`,
+		`{"choices":[],"usage":{"prompt_tokens_details":{"cached_tokens":"2"}}}`,
+		`{"choices":[],"usage":{"prompt_tokens":99999999999999999999}}`, `{"choices":[],"usage":{"prompt_tokens":-0}}`,
+		`{"choices":5,"usage":{"prompt_tokens":1}}`, `{"choices":[],"usage":[]}`, `{"choices":[],"usage":{"prompt_tokens":1}} x`,
+		`{"choices":[],"usage":{"prompt_tokens":1},"choices":[}`, `{"usage":{"completion_tokens":7}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want := oracleMeter(data)
+		m := NewMeter(provider.OpChat, 0)
+		m.Observe(sse.Event{Data: data})
+		got := [4]any{m.chars, m.reported, m.haveInput, m.complete}
+		if got != want {
+			t.Errorf("Observe(%q) = %v; decoding gives %v", data, got, want)
+		}
+		if got, want := IsUsageChunk(data), oracleIsUsageChunk(data); got != want {
+			t.Errorf("IsUsageChunk(%q) = %v; decoding gives %v", data, got, want)
+		}
+	})
+}
+
+// oracleMeter is what the meter made of one chunk by decoding it whole.
+func oracleMeter(data []byte) [4]any {
+	m := NewMeter(provider.OpChat, 0)
+	if len(data) == 0 || data[0] != '{' {
+		return [4]any{m.chars, m.reported, m.haveInput, m.complete}
+	}
+	if !reportsUsage(data) {
+		m.chars += stringFieldsLen(data, "content", "refusal", "arguments")
+		return [4]any{m.chars, m.reported, m.haveInput, m.complete}
+	}
+	var c struct {
+		Choices []struct {
+			Delta struct {
+				Content   string `json:"content"`
+				Refusal   string `json:"refusal"`
+				ToolCalls []struct {
+					Function struct {
+						Arguments string `json:"arguments"`
+					} `json:"function"`
+				} `json:"tool_calls"`
+			} `json:"delta"`
+		} `json:"choices"`
+		Usage *openaiUsage `json:"usage"`
+	}
+	if json.Unmarshal(data, &c) == nil {
+		for _, ch := range c.Choices {
+			m.chars += len(ch.Delta.Content) + len(ch.Delta.Refusal)
+			for _, tc := range ch.Delta.ToolCalls {
+				m.chars += len(tc.Function.Arguments)
+			}
+		}
+		if c.Usage != nil {
+			m.reported = c.Usage.usage()
+			m.haveInput, m.complete = true, true
+		}
+	}
+	return [4]any{m.chars, m.reported, m.haveInput, m.complete}
+}
+
+func oracleIsUsageChunk(data []byte) bool {
+	if !reportsUsage(data) {
+		return false
+	}
+	var c struct {
+		Choices []json.RawMessage `json:"choices"`
+		Usage   *openaiUsage      `json:"usage"`
+	}
+	return json.Unmarshal(data, &c) == nil && len(c.Choices) == 0 && c.Usage != nil
 }
