@@ -198,13 +198,22 @@ func (m *Meter) observeOpenAI(ev sse.Event) {
 	}
 	// The usage chunk that ends the stream: its choices are empty, and
 	// reading it without reflection keeps a decode off the stream's end.
-	if u, slow, ok := usageChunk(ev.Data); !slow {
-		if ok && u != nil {
-			m.reported = u.usage()
-			m.haveInput, m.complete = true, true
-		}
-		return
+	u, slow, ok := usageChunk(ev.Data)
+	if slow {
+		var chars int
+		chars, u, ok = decodeChunk(ev.Data)
+		m.chars += chars
 	}
+	if ok && u != nil {
+		m.reported = u.usage()
+		m.haveInput, m.complete = true, true
+	}
+}
+
+// decodeChunk decodes an OpenAI chunk whole, for the text of its
+// choices' deltas (towards an estimate) and its usage; ok is false, and
+// chars 0, when it does not decode.
+func decodeChunk(data []byte) (chars int, u *openaiUsage, ok bool) {
 	var c struct {
 		Choices []struct {
 			Delta struct {
@@ -219,19 +228,16 @@ func (m *Meter) observeOpenAI(ev sse.Event) {
 		} `json:"choices"`
 		Usage *openaiUsage `json:"usage"`
 	}
-	if json.Unmarshal(ev.Data, &c) != nil {
-		return
+	if json.Unmarshal(data, &c) != nil {
+		return 0, nil, false
 	}
 	for _, ch := range c.Choices {
-		m.chars += len(ch.Delta.Content) + len(ch.Delta.Refusal)
+		chars += len(ch.Delta.Content) + len(ch.Delta.Refusal)
 		for _, tc := range ch.Delta.ToolCalls {
-			m.chars += len(tc.Function.Arguments)
+			chars += len(tc.Function.Arguments)
 		}
 	}
-	if c.Usage != nil {
-		m.reported = c.Usage.usage()
-		m.haveInput, m.complete = true, true
-	}
+	return chars, c.Usage, true
 }
 
 func (m *Meter) observeAnthropic(ev sse.Event) {

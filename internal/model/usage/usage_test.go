@@ -302,8 +302,8 @@ func FuzzFromBodyMatchesDecode(f *testing.F) {
 
 // FuzzMeterMatchesDecode holds the stream meter's reading of an OpenAI
 // chunk that reports usage, and IsUsageChunk, to decoding the whole chunk
-// with encoding/json, as they did before the usage chunk was read
-// without reflection.
+// with encoding/json (decodeChunk, the meter's fallback), as they did
+// before the usage chunk was read without reflection.
 func FuzzMeterMatchesDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"id":"c","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}`,
@@ -344,29 +344,12 @@ func oracleMeter(data []byte) [4]any {
 		m.chars += stringFieldsLen(data, "content", "refusal", "arguments")
 		return [4]any{m.chars, m.reported, m.haveInput, m.complete}
 	}
-	var c struct {
-		Choices []struct {
-			Delta struct {
-				Content   string `json:"content"`
-				Refusal   string `json:"refusal"`
-				ToolCalls []struct {
-					Function struct {
-						Arguments string `json:"arguments"`
-					} `json:"function"`
-				} `json:"tool_calls"`
-			} `json:"delta"`
-		} `json:"choices"`
-		Usage *openaiUsage `json:"usage"`
-	}
-	if json.Unmarshal(data, &c) == nil {
-		for _, ch := range c.Choices {
-			m.chars += len(ch.Delta.Content) + len(ch.Delta.Refusal)
-			for _, tc := range ch.Delta.ToolCalls {
-				m.chars += len(tc.Function.Arguments)
-			}
-		}
-		if c.Usage != nil {
-			m.reported = c.Usage.usage()
+	// decodeChunk is the whole-chunk decode the meter falls back to.
+	chars, u, ok := decodeChunk(data)
+	if ok {
+		m.chars += chars
+		if u != nil {
+			m.reported = u.usage()
 			m.haveInput, m.complete = true, true
 		}
 	}
