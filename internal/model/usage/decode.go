@@ -100,8 +100,8 @@ type errSlow struct{}
 
 func (errSlow) Error() string { return "not the common shape" }
 
-// eachField runs set on each member of the object raw and is false when
-// set is (a member the fast path does not read).
+// eachField runs set on each member of the object raw. It is false, and
+// stops, when set returns false: a member the fast path cannot read.
 func eachField(raw []byte, set func(key, val []byte) bool) bool {
 	return body.EachMember(raw, func(key, val []byte) error {
 		if !set(key, val) {
