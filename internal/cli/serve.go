@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agate-gateway/agate/internal/gateway"
+	"github.com/agate-gateway/agate/internal/heapfloor"
 	"github.com/agate-gateway/agate/internal/telemetry"
 )
 
@@ -29,6 +30,13 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	lw := telemetry.NewLogWriter(env.Stderr, 100*time.Millisecond)
 	defer lw.Close()
 	log := telemetry.NewLogger(lw, cfg.Log.Level, cfg.Log.Format)
+	if floor := cfg.Runtime.GCHeapFloorBytes; floor > 0 {
+		if env.Getenv("GOGC") != "" || env.Getenv("GOMEMLIMIT") != "" {
+			log.Info("runtime.gc_heap_floor_bytes ignored: GOGC or GOMEMLIMIT is set")
+		} else {
+			defer heapfloor.Start(uint64(floor)).Stop()
+		}
+	}
 	g, err := gateway.New(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@ type Config struct {
 	Limits  Limits      `yaml:"limits"`
 	Log     LogConfig   `yaml:"log"`
 	Store   StoreConfig `yaml:"store"`
+	Runtime Runtime     `yaml:"runtime"`
 	// ShutdownTimeout bounds how long in-flight requests and streams may
 	// drain after SIGTERM/SIGINT.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -77,6 +78,19 @@ type TLSConfig struct {
 type Limits struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
+
+// Runtime tunes the Go runtime of `agate serve`.
+type Runtime struct {
+	// GCHeapFloorBytes is the heap size below which the garbage collector
+	// does not run (default 32 MiB; 0 leaves the collector at GOGC=100).
+	// Above it the collector runs as with GOGC=100. It is ignored when
+	// GOGC or GOMEMLIMIT is set in the environment.
+	GCHeapFloorBytes int64 `yaml:"gc_heap_floor_bytes"`
+}
+
+// DefaultGCHeapFloor is runtime.gc_heap_floor_bytes when the config does
+// not set it.
+const DefaultGCHeapFloor = 32 << 20
 
 // LogConfig sets up slog.
 type LogConfig struct {
@@ -222,6 +236,7 @@ func Default() *Config {
 		Limits:          Limits{MaxBodyBytes: 10 << 20},
 		Log:             LogConfig{Level: "info", Format: "json"},
 		Store:           StoreConfig{Driver: "sqlite"},
+		Runtime:         Runtime{GCHeapFloorBytes: DefaultGCHeapFloor},
 		ShutdownTimeout: 30 * time.Second,
 		Routing:         DefaultRouting(),
 		Providers:       []Provider{{Name: "mock", Type: "mock"}},
@@ -266,6 +281,7 @@ func Parse(name string, raw []byte) (*Config, error) {
 		Limits:          Limits{MaxBodyBytes: 10 << 20},
 		Log:             LogConfig{Level: "info", Format: "json"},
 		Store:           StoreConfig{Driver: "sqlite"},
+		Runtime:         Runtime{GCHeapFloorBytes: DefaultGCHeapFloor},
 		ShutdownTimeout: 30 * time.Second,
 		Routing:         DefaultRouting(),
 	}
@@ -467,6 +483,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxBodyBytes <= 0 {
 		e.add("limits.max_body_bytes", "must be positive")
+	}
+	if c.Runtime.GCHeapFloorBytes < 0 {
+		e.add("runtime.gc_heap_floor_bytes", "must not be negative")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -20,6 +20,7 @@ func TestBadConfigs(t *testing.T) {
 		"no-targets.bad.yaml":        "no-targets.bad.yaml:4: models[0].targets: needs at least one target",
 		"postgres-no-dsn.bad.yaml":   "postgres-no-dsn.bad.yaml:1: store.dsn: is required for the postgres driver",
 		"bad-log.bad.yaml":           `bad-log.bad.yaml:2: log.level: must be debug, info, warn or error, not "loud"`,
+		"runtime-floor.bad.yaml":     "runtime-floor.bad.yaml:2: runtime.gc_heap_floor_bytes: must not be negative",
 	}
 	for file, want := range tests {
 		t.Run(file, func(t *testing.T) {
@@ -72,6 +73,30 @@ func TestDefaultIsValid(t *testing.T) {
 	}
 	if _, ok := c.Provider("mock"); !ok {
 		t.Fatal("default has no mock provider")
+	}
+	if c.Runtime.GCHeapFloorBytes != DefaultGCHeapFloor {
+		t.Fatalf("default heap floor %d", c.Runtime.GCHeapFloorBytes)
+	}
+}
+
+// TestHeapFloorDefaults: a config that says nothing gets the default
+// floor, and 0 turns it off rather than asking for the default.
+func TestHeapFloorDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want int64
+	}{
+		{"listen: 127.0.0.1:1\n", DefaultGCHeapFloor},
+		{"runtime: {gc_heap_floor_bytes: 0}\n", 0},
+		{"runtime: {gc_heap_floor_bytes: 67108864}\n", 64 << 20},
+	} {
+		c, err := Parse("f.yaml", []byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Runtime.GCHeapFloorBytes != tc.want {
+			t.Errorf("%q: floor %d, want %d", tc.yaml, c.Runtime.GCHeapFloorBytes, tc.want)
+		}
 	}
 }
 

@@ -1,0 +1,152 @@
+// Package heapfloor keeps the garbage collector from running while the
+// heap is still small.
+//
+// With the default GOGC=100 the collector runs each time the heap has
+// doubled since the last collection, and at least every 4 MiB. A
+// gateway's live heap is a few MiB (the requests in flight, caches,
+// queues), so under load it collects many times a second: at 1000
+// requests/s Agate's live heap was 2 MiB and it collected nine times a
+// second, each time a millisecond of a core plus the write barriers and
+// assists of the cycle, all of it on the path of the requests then in
+// flight. A floor lets the heap grow to a fixed size first (32 MiB by
+// default: about one collection a second at that rate), which a server
+// can spare, while a large live heap (a thousand open streams) is
+// collected exactly as GOGC=100 would collect it, so peak memory does not
+// grow.
+//
+// The runtime has no such setting. The Tuner turns GOGC off and moves
+// the soft memory limit (GOMEMLIMIT) after every collection to where
+// the heap goal should be: the larger of the floor and what GOGC=100
+// would allow, plus the memory the runtime holds outside the heap. It is
+// for the serving process only; when GOGC or GOMEMLIMIT is set in the
+// environment the operator has chosen, and the caller should not start
+// it.
+package heapfloor
+
+import (
+	"math"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+)
+
+// Tuner holds the heap goal at or above a floor until Stop.
+type Tuner struct {
+	floor uint64
+
+	mu        sync.Mutex
+	stopped   bool
+	prevGC    int
+	prevLimit int64
+	limit     int64 // the limit set after the last collection
+	samples   []metrics.Sample
+}
+
+// The runtime/metrics names the Tuner reads after each collection.
+const (
+	mLive     = "/gc/heap/live:bytes"
+	mStacks   = "/gc/scan/stack:bytes"
+	mGlobals  = "/gc/scan/globals:bytes"
+	mTotal    = "/memory/classes/total:bytes"
+	mReleased = "/memory/classes/heap/released:bytes"
+	mFree     = "/memory/classes/heap/free:bytes"
+	mObjects  = "/memory/classes/heap/objects:bytes"
+	mUnused   = "/memory/classes/heap/unused:bytes"
+)
+
+// Start turns GOGC off and sets the memory limit for a heap of at least
+// floor bytes, retuning it after every collection until Stop. A floor of
+// 0 starts nothing and returns nil; Stop on a nil Tuner does nothing.
+func Start(floor uint64) *Tuner {
+	if floor == 0 {
+		return nil
+	}
+	t := &Tuner{floor: floor}
+	for _, name := range []string{mLive, mStacks, mGlobals, mTotal, mReleased, mFree, mObjects, mUnused} {
+		t.samples = append(t.samples, metrics.Sample{Name: name})
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// Limit first, then GOGC off: in between the collector is never
+	// without a goal.
+	t.prevLimit = debug.SetMemoryLimit(-1)
+	t.tuneLocked()
+	t.prevGC = debug.SetGCPercent(-1)
+	t.arm()
+	return t
+}
+
+// Stop puts GOGC and the memory limit back as they were.
+func (t *Tuner) Stop() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	t.stopped = true
+	debug.SetGCPercent(t.prevGC)
+	debug.SetMemoryLimit(t.prevLimit)
+}
+
+// Limit is the memory limit set after the last collection.
+func (t *Tuner) Limit() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.limit
+}
+
+// sentinel is garbage as soon as it is made; its finalizer runs once the
+// collection that found it has ended, retunes and makes the next one.
+// It holds a pointer so that it is not a tiny allocation, whose
+// finalizer could wait on the other objects sharing its block.
+type sentinel struct{ t *Tuner }
+
+func (t *Tuner) arm() {
+	runtime.SetFinalizer(&sentinel{t: t}, func(s *sentinel) {
+		s.t.mu.Lock()
+		defer s.t.mu.Unlock()
+		if s.t.stopped {
+			return
+		}
+		s.t.tuneLocked()
+		s.t.arm()
+	})
+}
+
+func (t *Tuner) tuneLocked() {
+	metrics.Read(t.samples)
+	v := func(i int) uint64 {
+		if t.samples[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return t.samples[i].Value.Uint64()
+	}
+	m := memory{live: v(0), stacks: v(1), globals: v(2), total: v(3), released: v(4), free: v(5), objects: v(6), unused: v(7)}
+	t.limit = limitFor(t.floor, m)
+	debug.SetMemoryLimit(t.limit)
+}
+
+// memory is what the runtime reported after a collection.
+type memory struct {
+	live, stacks, globals                  uint64 // heap marked live, stack and globals scanned
+	total, released, free, objects, unused uint64 // memory classes
+}
+
+// limitFor is the memory limit that makes the collector run when the heap
+// reaches the larger of floor and the GOGC=100 goal (the live heap plus
+// as much again, plus the stacks and globals it scanned). The limit
+// covers all the runtime's memory, so the memory it holds outside the
+// heap (goroutine stacks, metadata) is added; free heap pages are not,
+// because the runtime counts them as memory it can give back.
+func limitFor(floor uint64, m memory) int64 {
+	goal := max(floor, m.live+m.live+m.stacks+m.globals)
+	held := m.total - min(m.total, m.released+m.free+m.objects+m.unused)
+	if goal > math.MaxInt64-held {
+		return math.MaxInt64
+	}
+	return int64(goal + held)
+}
