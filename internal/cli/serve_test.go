@@ -73,8 +73,8 @@ func TestServeHeapFloor(t *testing.T) {
 			if floored := limit != math.MaxInt64; floored != tc.floored {
 				t.Errorf("memory limit while serving %d: floored %v, want %v", limit, floored, tc.floored)
 			}
-			if tc.floored && limit < 32<<20 {
-				t.Errorf("memory limit %d while serving, below the 32 MiB floor", limit)
+			if tc.floored && limit < 16<<20 {
+				t.Errorf("memory limit %d while serving, below the 16 MiB floor", limit)
 			}
 			if !tc.floored && !strings.Contains(errs.String(), "gc_heap_floor_bytes ignored") {
 				t.Errorf("no word that the floor was ignored: %s", errs.String())

@@ -82,7 +82,7 @@ type Limits struct {
 // Runtime tunes the Go runtime of `agate serve`.
 type Runtime struct {
 	// GCHeapFloorBytes is the heap size below which the garbage collector
-	// does not run (default 32 MiB; 0 leaves the collector at GOGC=100).
+	// does not run (default 16 MiB; 0 leaves the collector at GOGC=100).
 	// Above it the collector runs as with GOGC=100. It is ignored when
 	// GOGC or GOMEMLIMIT is set in the environment.
 	GCHeapFloorBytes int64 `yaml:"gc_heap_floor_bytes"`
@@ -90,7 +90,7 @@ type Runtime struct {
 
 // DefaultGCHeapFloor is runtime.gc_heap_floor_bytes when the config does
 // not set it.
-const DefaultGCHeapFloor = 32 << 20
+const DefaultGCHeapFloor = 16 << 20
 
 // LogConfig sets up slog.
 type LogConfig struct {

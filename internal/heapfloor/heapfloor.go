@@ -8,11 +8,14 @@
 // requests/s Agate's live heap was 2 MiB and it collected nine times a
 // second, each time a millisecond of a core plus the write barriers and
 // assists of the cycle, all of it on the path of the requests then in
-// flight. A floor lets the heap grow to a fixed size first (32 MiB by
-// default: about one collection a second at that rate), which a server
+// flight. A floor lets the heap grow to a fixed size first (16 MiB by
+// default: about two collections a second at that rate), which a server
 // can spare, while a large live heap (a thousand open streams) is
 // collected exactly as GOGC=100 would collect it, so peak memory does not
-// grow.
+// grow. The floor is not larger because a heap the program walks through
+// between collections is memory it touches cold: at 200 requests/s a
+// 32 MiB floor looked slower at the median than 16 MiB
+// (docs/benchmarks.md, the tenth session).
 //
 // The runtime has no such setting. The Tuner turns GOGC off and moves
 // the soft memory limit (GOMEMLIMIT) after every collection to where
