@@ -14,8 +14,8 @@
 // collected exactly as GOGC=100 would collect it, so peak memory does not
 // grow. The floor is not larger because a heap the program walks through
 // between collections is memory it touches cold: at 200 requests/s a
-// 32 MiB floor looked slower at the median than 16 MiB
-// (docs/benchmarks.md, the tenth session).
+// 32 MiB floor looked slower at the median than no floor, and 16 MiB
+// did not (docs/benchmarks.md, the tenth session).
 //
 // The runtime has no such setting. The Tuner turns GOGC off and moves
 // the soft memory limit (GOMEMLIMIT) after every collection to where
