@@ -44,6 +44,7 @@ type Logger struct {
 	ckptEach  time.Duration
 	now       func() time.Time
 	log       *slog.Logger
+	quiet     *pace.Quiet // the requests a paced batch yields to
 	signer    note.Signer
 	verifier  note.Verifier
 	chain     string
@@ -96,6 +97,7 @@ type options struct {
 	now     func() time.Time
 	writers []Writer
 	stdout  io.Writer
+	quiet   *pace.Quiet
 }
 
 // WithLogger sets where writer failures are reported.
@@ -106,6 +108,10 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 
 // WithWriters replaces the configured writers.
 func WithWriters(ws ...Writer) Option { return func(o *options) { o.writers = ws } }
+
+// WithQuiet makes the batches nobody waits on begin their stretches when
+// q counts no request in flight (see pace.Quiet).
+func WithQuiet(q *pace.Quiet) Option { return func(o *options) { o.quiet = q } }
 
 // WithStdout sets where a "jsonl" writer with path "-" or "stdout" writes
 // (os.Stdout by default).
@@ -141,6 +147,7 @@ func Open(ctx context.Context, cfg config.Audit, dataDir string, opts ...Option)
 		ckptEach:   cfg.CheckpointInterval,
 		now:        o.now,
 		log:        o.log,
+		quiet:      o.quiet,
 		signer:     signer,
 		verifier:   verifier,
 		chain:      signer.Name(),
@@ -593,7 +600,7 @@ func (l *Logger) writeAll(b Batch, closing, paced bool) error {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				if paced {
-					ctx = pace.WithPacer(ctx, pace.New(pace.Stretch))
+					ctx = pace.WithPacer(ctx, pace.New(pace.Stretch).Yielding(l.quiet))
 				}
 				errs[i] = nw.w.Write(ctx, b)
 				took[i] = errs[i] == nil

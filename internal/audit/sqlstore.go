@@ -167,6 +167,7 @@ func (s *sqlStore) ph(i int) string {
 }
 
 func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
+	pace.Begin(ctx)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", s.name, err)

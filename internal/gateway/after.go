@@ -42,8 +42,9 @@ type afterwork struct {
 
 // newAfterwork returns an afterwork that runs a batch linger after its
 // first function was queued, or as soon as max are queued.
-func newAfterwork(max int, linger time.Duration) *afterwork {
-	a := &afterwork{linger: linger, max: max, newPacer: func() *pace.Pacer { return pace.New(pace.Stretch) }}
+// Its timer's batches yield to the requests quiet counts (nil: to none).
+func newAfterwork(max int, linger time.Duration, quiet *pace.Quiet) *afterwork {
+	a := &afterwork{linger: linger, max: max, newPacer: func() *pace.Pacer { return pace.New(pace.Stretch).Yielding(quiet) }}
 	a.timer = time.AfterFunc(time.Hour, func() { a.flush(true) })
 	a.timer.Stop()
 	return a
@@ -87,6 +88,7 @@ func (a *afterwork) flush(paced bool) {
 	var p *pace.Pacer
 	if paced {
 		p = a.newPacer()
+		p.Begin(context.Background())
 	}
 	for i, f := range batch {
 		f()

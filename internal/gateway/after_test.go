@@ -38,7 +38,7 @@ func TestAfterworkRunsEverything(t *testing.T) {
 		{"timer flushes", 4096, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAfterwork(tc.max, tc.linger)
+			a := newAfterwork(tc.max, tc.linger, nil)
 			var r recorder
 			for i := range 1000 {
 				a.Do(r.fn(i))
@@ -63,7 +63,7 @@ func TestAfterworkRunsEverything(t *testing.T) {
 // Queuing runs nothing on the caller's goroutine until the queue is
 // full; then that caller runs the whole batch before Do returns.
 func TestAfterworkQueuesUntilLingerOrFull(t *testing.T) {
-	a := newAfterwork(3, time.Hour)
+	a := newAfterwork(3, time.Hour, nil)
 	defer a.Close()
 	var r recorder
 	a.Do(r.fn(0))
@@ -105,7 +105,7 @@ func (p *pacers) rests() []int {
 // a full queue's caller and Close run theirs at once.
 func TestAfterworkPacesTheTimersBatches(t *testing.T) {
 	t.Run("timer", func(t *testing.T) {
-		a := newAfterwork(4096, time.Millisecond)
+		a := newAfterwork(4096, time.Millisecond, nil)
 		var p pacers
 		a.newPacer = p.new
 		var r recorder
@@ -127,7 +127,7 @@ func TestAfterworkPacesTheTimersBatches(t *testing.T) {
 		}
 	})
 	t.Run("full queue and Close", func(t *testing.T) {
-		a := newAfterwork(3, time.Hour)
+		a := newAfterwork(3, time.Hour, nil)
 		var p pacers
 		a.newPacer = p.new
 		var r recorder
@@ -146,7 +146,7 @@ func TestAfterworkPacesTheTimersBatches(t *testing.T) {
 
 // A batch runs once the linger has passed, without Close.
 func TestAfterworkRunsAfterLinger(t *testing.T) {
-	a := newAfterwork(4096, 5*time.Millisecond)
+	a := newAfterwork(4096, 5*time.Millisecond, nil)
 	defer a.Close()
 	start := time.Now()
 	ran := make(chan time.Time, 2)
@@ -168,7 +168,7 @@ func TestAfterworkRunsAfterLinger(t *testing.T) {
 // by full queues side by side: each function runs once, and each
 // goroutine's functions run in the order it queued them.
 func TestAfterworkConcurrent(t *testing.T) {
-	a := newAfterwork(16, 20*time.Microsecond)
+	a := newAfterwork(16, 20*time.Microsecond, nil)
 	const senders, each = 8, 500
 	var mu sync.Mutex
 	last := make([]int, senders)

@@ -33,6 +33,7 @@ import (
 	"github.com/agate-gateway/agate/internal/model/provider/openai"
 	"github.com/agate-gateway/agate/internal/model/route"
 	"github.com/agate-gateway/agate/internal/model/usage"
+	"github.com/agate-gateway/agate/internal/pace"
 	"github.com/agate-gateway/agate/internal/policy"
 	"github.com/agate-gateway/agate/internal/session"
 	"github.com/agate-gateway/agate/internal/store"
@@ -67,6 +68,9 @@ type Gateway struct {
 	// after runs what a request leaves behind once its handler has
 	// returned: accounting and the access log line.
 	after *afterwork
+	// quiet counts the requests in flight; the background work above
+	// begins its stretches when there are none (see pace.Quiet).
+	quiet *pace.Quiet
 	ready atomic.Bool
 	// closers run in reverse order on Close.
 	closers []func() error
@@ -78,7 +82,7 @@ const keyCacheTTL = 2 * time.Second
 
 // New builds a gateway from cfg. The caller closes it.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
-	g := &Gateway{cfg: cfg, log: log, metrics: telemetry.NewMetrics(), mux: http.NewServeMux()}
+	g := &Gateway{cfg: cfg, log: log, metrics: telemetry.NewMetrics(), mux: http.NewServeMux(), quiet: &pace.Quiet{}}
 	defer func() {
 		if err != nil {
 			// Release what was opened before the failure (the data
@@ -95,9 +99,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Gateway,
 		return nil, err
 	}
 	g.closers = append(g.closers, g.store.Close)
-	g.ledger = store.NewLedger(g.store, log, cfg.Store.UsageFlushInterval)
+	g.ledger = store.NewLedger(g.store, log, cfg.Store.UsageFlushInterval, g.quiet)
 	g.closers = append(g.closers, func() error { g.ledger.Close(); return nil })
-	if g.audit, err = audit.Open(ctx, cfg.Audit, cfg.DataDir, audit.WithLogger(log)); err != nil {
+	if g.audit, err = audit.Open(ctx, cfg.Audit, cfg.DataDir, audit.WithLogger(log), audit.WithQuiet(g.quiet)); err != nil {
 		return nil, fmt.Errorf("open audit trail: %w", err)
 	}
 	g.closers = append(g.closers, func() error { g.auditWG.Wait(); return g.audit.Close() })
@@ -137,9 +141,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Gateway,
 	}
 	// Registered after the ledger and the audit trail, so closed before
 	// them: what it still holds reaches both.
-	g.after = newAfterwork(4096, afterLinger)
+	g.after = newAfterwork(4096, afterLinger, g.quiet)
 	g.closers = append(g.closers, g.after.Close)
 	g.model.After = g.after.Do
+	g.model.Quiet = g.quiet
 	if cfg.ToolCalls.Mode != "off" {
 		g.model.Tools = toolGate{g}
 	}

@@ -50,6 +50,8 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (g *Gateway) withRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		g.quiet.Enter()
+		defer g.quiet.Leave() // last: the access line is queued by then
 		id := r.Header.Get("X-Request-Id")
 		if !telemetry.ValidRequestID(id) {
 			id = telemetry.NewRequestID()

@@ -14,7 +14,7 @@ import (
 // request's goroutine, and says who asked what and how it ended.
 func TestAccessLineWrittenAfterHandler(t *testing.T) {
 	var logs bytes.Buffer
-	g := &Gateway{log: slog.New(slog.NewJSONHandler(&logs, nil)), after: newAfterwork(8, time.Hour)}
+	g := &Gateway{log: slog.New(slog.NewJSONHandler(&logs, nil)), after: newAfterwork(8, time.Hour, nil)}
 	h := g.withRequest(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 	}))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/agate-gateway/agate/internal/model/route"
 	"github.com/agate-gateway/agate/internal/model/sse"
 	"github.com/agate-gateway/agate/internal/model/usage"
+	"github.com/agate-gateway/agate/internal/pace"
 	"github.com/agate-gateway/agate/internal/store"
 	"github.com/agate-gateway/agate/internal/telemetry"
 )
@@ -96,6 +98,10 @@ type Handler struct {
 	// run every function it is given, and may run it on another
 	// goroutine.
 	After func(func())
+	// Quiet, when set, counts the gateway's requests that need the CPU:
+	// a request waiting on its upstream's first byte is counted out, so
+	// the background work can run in that gap (see pace.Quiet).
+	Quiet *pace.Quiet
 
 	// readers pools the SSE readers of streams: a reader's buffers are a
 	// few KiB that every stream would otherwise allocate afresh.
@@ -297,7 +303,7 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 		raw, stripUsage = ensureIncludeUsage(raw)
 	}
 	req := &provider.Request{Op: op, Model: fields.Model, Body: raw, Stream: fields.Stream, Header: forwardHeaders(r.Header)}
-	res, err := h.Router.Do(r.Context(), fields.Model, req)
+	res, err := h.routeAway(r.Context(), fields.Model, req)
 	if err != nil {
 		return routeError(r.Context(), fields.Model, err)
 	}
@@ -350,6 +356,24 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 		c.op, c.body = op, upstreamBody
 	}
 	return nil
+}
+
+// routeAway routes req with the request counted out of h.Quiet from the
+// moment its body is written upstream until the answer's first byte:
+// the usual wait of a model request, a millisecond or a second with
+// nothing for the gateway to do.
+func (h *Handler) routeAway(ctx context.Context, model string, req *provider.Request) (*route.Result, error) {
+	if h.Quiet == nil {
+		return h.Router.Do(ctx, model, req)
+	}
+	away := h.Quiet.Away()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest:         func(httptrace.WroteRequestInfo) { away.Leave() },
+		GotFirstResponseByte: away.Back,
+	})
+	res, err := h.Router.Do(ctx, model, req)
+	away.End()
+	return res, err
 }
 
 func (h *Handler) done(ctx context.Context, inv *Invocation, c *call) {

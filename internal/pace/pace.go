@@ -10,7 +10,9 @@
 // quarter of a millisecond, each followed by a rest at least as long, the
 // same work costs the same CPU but never holds a core for longer than a
 // request takes, and a request that arrives during a stretch waits for
-// at most that stretch.
+// at most that stretch. A pacer given a Quiet (Yielding) also begins
+// each stretch in a moment when the process serves no request, so that
+// most stretches run in the gaps between requests rather than on them.
 package pace
 
 import (
@@ -38,6 +40,10 @@ type Pacer struct {
 	rests   int
 	now     func() time.Time
 	sleep   func(context.Context, time.Duration)
+	// quiet, when set, holds the beginning of each stretch until no
+	// request is in flight (or MaxWait has passed).
+	quiet *Quiet
+	wait  func(context.Context, time.Duration) bool
 }
 
 // New returns a pacer whose first stretch begins now.
@@ -47,10 +53,31 @@ func New(stretch time.Duration) *Pacer {
 	return p
 }
 
+// Yielding makes p begin each stretch, the first included (see Begin),
+// in a moment when q counts no request in flight, waiting up to MaxWait
+// for one. It returns p.
+func (p *Pacer) Yielding(q *Quiet) *Pacer {
+	if p != nil && q != nil {
+		p.quiet, p.wait = q, q.Wait
+	}
+	return p
+}
+
+// Begin is called before the first unit of work: a yielding pacer waits
+// for quiet, and the first stretch begins then. It is safe on a nil
+// Pacer.
+func (p *Pacer) Begin(ctx context.Context) {
+	if p == nil || p.quiet == nil {
+		return
+	}
+	p.wait(ctx, MaxWait)
+	p.began = p.now()
+}
+
 // Pause is called between two units of work. Once the work since the
 // last rest has lasted a stretch it rests for as long, or until ctx ends,
-// and begins the next stretch. It is safe on a nil Pacer, which never
-// rests.
+// and begins the next stretch (a yielding pacer once it is quiet as
+// well). It is safe on a nil Pacer, which never rests.
 func (p *Pacer) Pause(ctx context.Context) {
 	if p == nil {
 		return
@@ -61,6 +88,9 @@ func (p *Pacer) Pause(ctx context.Context) {
 	}
 	p.sleep(ctx, worked)
 	p.rests++
+	if p.quiet != nil {
+		p.wait(ctx, MaxWait)
+	}
 	p.began = p.now()
 }
 
@@ -98,3 +128,6 @@ func FromContext(ctx context.Context) *Pacer {
 
 // Pause pauses ctx's pacer, if it carries one.
 func Pause(ctx context.Context) { FromContext(ctx).Pause(ctx) }
+
+// Begin begins the work of ctx's pacer, if it carries one.
+func Begin(ctx context.Context) { FromContext(ctx).Begin(ctx) }

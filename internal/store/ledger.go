@@ -22,6 +22,9 @@ type Ledger struct {
 	// full ends the linger early once a whole batch is waiting, so that
 	// under load the ledger commits as fast as batches fill.
 	full chan struct{}
+	// quiet counts the requests in flight; a flush begins its stretches
+	// when none is (see pace.Quiet). Nil: it does not wait.
+	quiet *pace.Quiet
 }
 
 // ledgerBatch is the most entries committed in one transaction.
@@ -35,13 +38,14 @@ const ledgerQueue = 4 * ledgerBatch
 
 // NewLedger starts a ledger writing to s. Once it holds an entry it waits
 // linger for more before it commits them together (DefaultLinger when
-// linger is 0).
-func NewLedger(s *Store, log *slog.Logger, linger time.Duration) *Ledger {
+// linger is 0). Its flushes yield to the requests quiet counts (nil: to
+// none).
+func NewLedger(s *Store, log *slog.Logger, linger time.Duration, quiet *pace.Quiet) *Ledger {
 	if linger <= 0 {
 		linger = DefaultLinger
 	}
 	l := &Ledger{store: s, log: log, queue: make(chan UsageEntry, ledgerQueue), done: make(chan struct{}), linger: linger,
-		full: make(chan struct{}, 1)}
+		full: make(chan struct{}, 1), quiet: quiet}
 	go l.run()
 	return l
 }
@@ -113,7 +117,7 @@ func (l *Ledger) write(batch []UsageEntry) {
 	var err error
 	for try := 0; try < 5; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = l.store.RecordUsage(pace.WithPacer(ctx, pace.New(pace.Stretch)), batch) // nobody waits: paced
+		err = l.store.RecordUsage(pace.WithPacer(ctx, pace.New(pace.Stretch).Yielding(l.quiet)), batch) // nobody waits: paced
 		cancel()
 		if err == nil {
 			return

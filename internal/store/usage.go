@@ -45,6 +45,7 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	pace.Begin(ctx)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("record usage: %w", err)
