@@ -89,3 +89,84 @@ func BenchmarkModelRequestBareProxy(b *testing.B) {
 	b.Cleanup(srv.Close)
 	benchSend(b, srv.URL, "none")
 }
+
+// benchStreamRequest and benchStreamUpstream are the streaming request
+// of agate-bench: 16 content chunks and a usage chunk, each flushed.
+const benchStreamRequest = `{"model":"bench-model","messages":[{"role":"user","content":"Say hello in sixteen tokens."}],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}`
+
+func benchStreamUpstream(b *testing.B) *httptest.Server {
+	const prefix = `data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"upstream-model","choices":[{"index":0,`
+	const end = `,"usage":null}` + "\n\n"
+	chunks := []string{prefix + `"delta":{"role":"assistant","content":""},"finish_reason":null}]` + end}
+	for range 16 {
+		chunks = append(chunks, prefix+`"delta":{"content":"tok "},"finish_reason":null}]`+end)
+	}
+	chunks = append(chunks, prefix+`"delta":{},"finish_reason":"stop"}]`+end,
+		`data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"upstream-model","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28}}`+"\n\n",
+		"data: [DONE]\n\n")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		f := w.(http.Flusher)
+		for _, c := range chunks {
+			io.WriteString(w, c)
+			f.Flush()
+		}
+	}))
+	b.Cleanup(up.Close)
+	return up
+}
+
+func benchSendStream(b *testing.B, url, key string) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	b.Cleanup(client.CloseIdleConnections)
+	body := []byte(benchStreamRequest)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || !bytes.HasSuffix(out, []byte("data: [DONE]\n\n")) {
+			b.Fatalf("status %d: %s", res.StatusCode, out)
+		}
+	}
+}
+
+func BenchmarkModelStreamAgate(b *testing.B) {
+	up := benchStreamUpstream(b)
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
+data_dir: %s
+log: {level: info, format: json}
+providers:
+  - {name: bench-upstream, type: openai, base_url: %s/v1, api_key: bench-upstream-key}
+models:
+  - {name: bench-model, targets: [{provider: bench-upstream, model: upstream-model}]}
+prices:
+  upstream-model: {input: 0.15, output: 0.60}
+`, b.TempDir(), up.URL)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, url, keys := serveGateway(b, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	benchSendStream(b, url, keys.Client)
+}
+
+func BenchmarkModelStreamBareProxy(b *testing.B) {
+	up := benchStreamUpstream(b)
+	target, _ := url.Parse(up.URL)
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rp.ServeHTTP(w, r)
+	}))
+	b.Cleanup(srv.Close)
+	benchSendStream(b, srv.URL, "none")
+}

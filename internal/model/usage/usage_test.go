@@ -366,3 +366,18 @@ func oracleIsUsageChunk(data []byte) bool {
 	}
 	return json.Unmarshal(data, &c) == nil && len(c.Choices) == 0 && c.Usage != nil
 }
+
+// BenchmarkMeterContentChunk meters a content chunk of an OpenAI stream
+// that asked for usage (so it carries "usage":null): most of a stream's
+// events are these.
+func BenchmarkMeterContentChunk(b *testing.B) {
+	ev := sse.Event{Data: []byte(`{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"upstream-model","choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}],"usage":null}`)}
+	m := NewMeter(provider.OpChat, 100)
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Observe(ev)
+	}
+	if m.chars == 0 {
+		b.Fatal("no text metered")
+	}
+}
