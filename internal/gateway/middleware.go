@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/agate-gateway/agate/internal/identity"
@@ -50,8 +51,13 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (g *Gateway) withRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		g.quiet.Enter()
-		defer g.quiet.Leave() // last: the access line is queued by then
+		// An MCP client's GET is the stream it listens on for the
+		// server's messages, open for as long as its session and idle
+		// nearly all of it: it is not counted as needing the CPU.
+		if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/mcp") {
+			g.quiet.Enter()
+			defer g.quiet.Leave() // last: the access line is queued by then
+		}
 		id := r.Header.Get("X-Request-Id")
 		if !telemetry.ValidRequestID(id) {
 			id = telemetry.NewRequestID()

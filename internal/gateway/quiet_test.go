@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agate-gateway/agate/internal/config"
+	"github.com/agate-gateway/agate/internal/pace"
 )
 
 // A model request counts as in flight for the gateway's background work
@@ -91,5 +92,103 @@ models:
 	res.Body.Close()
 	if n := <-counted; n != 0 {
 		t.Fatalf("waiting on the upstream: %d in flight, want 0", n)
+	}
+}
+
+// Every request counts as in flight while its handler runs, except an
+// MCP client's listening stream (a GET on /mcp), idle nearly all its life.
+func TestMiddlewareCountsRequestsInFlight(t *testing.T) {
+	cases := []struct {
+		method, path string
+		want         int64
+	}{
+		{"POST", "/v1/chat/completions", 1},
+		{"GET", "/v1/models", 1},
+		{"POST", "/mcp/files", 1},
+		{"DELETE", "/mcp/files", 1},
+		{"GET", "/mcp/files", 0},
+		{"GET", "/mcp", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			g := &Gateway{log: slog.New(slog.NewTextHandler(io.Discard, nil)), after: newAfterwork(8, time.Hour, nil), quiet: &pace.Quiet{}}
+			defer g.after.Close()
+			var during int64 = -1
+			h := g.withRequest(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				during = g.quiet.InFlight()
+			}))
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(tc.method, tc.path, nil))
+			if during != tc.want {
+				t.Errorf("in flight during the handler: %d, want %d", during, tc.want)
+			}
+			if n := g.quiet.InFlight(); n != 0 {
+				t.Errorf("in flight after the handler: %d, want 0", n)
+			}
+		})
+	}
+}
+
+// A stream whose upstream writes slowly is counted out while it waits
+// for the next event, and back in once the event comes.
+func TestStreamWaitingBetweenEventsIsCountedOut(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		// Two events 20 ms apart: a model that writes slowly.
+		for _, text := range []string{"hi", "there"} {
+			io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"`+text+`"},"finish_reason":null}]}`+"\n\n")
+			w.(http.Flusher).Flush()
+			time.Sleep(20 * time.Millisecond)
+		}
+		<-release
+		io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\n"+
+			`data: {"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`+"\n\n"+
+			"data: [DONE]\n\n")
+	}))
+	defer up.Close()
+	defer close(release)
+	cfg, err := config.Parse("quiet.yaml", []byte(fmt.Sprintf(`
+data_dir: %s
+providers:
+  - {name: up, type: openai, base_url: %s/v1, api_key: upstream-key}
+models:
+  - {name: bench-model, targets: [{provider: up, model: upstream-model}]}
+`, t.TempDir(), up.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, url, keys := serveGateway(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions",
+		bytes.NewReader([]byte(`{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}`)))
+	req.Header.Set("Authorization", "Bearer "+keys.Client)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var seen []byte
+	for !bytes.Contains(seen, []byte("there")) {
+		buf := make([]byte, 512)
+		n, err := res.Body.Read(buf)
+		if err != nil {
+			t.Fatalf("stream ended early (%v): %q", err, seen)
+		}
+		seen = append(seen, buf[:n]...)
+	}
+	// The stream is open, its events 20 ms apart: the relay waits on
+	// the upstream now.
+	if !g.quiet.Wait(t.Context(), 5*time.Second) {
+		t.Fatalf("an open stream waiting on its upstream: %d in flight, want 0", g.quiet.InFlight())
+	}
+	g.quiet.Enter() // another request, to see the stream count back in
+	release <- struct{}{}
+	rest, err := io.ReadAll(res.Body)
+	if err != nil || !bytes.HasSuffix(rest, []byte("data: [DONE]\n\n")) {
+		t.Fatalf("stream ended %v: %q", err, rest)
+	}
+	g.quiet.Leave()
+	if !g.quiet.Wait(t.Context(), 5*time.Second) {
+		t.Fatalf("the stream ended: %d in flight, want 0", g.quiet.InFlight())
 	}
 }
