@@ -135,8 +135,8 @@ func TestStreamWaitingBetweenEventsIsCountedOut(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/event-stream")
-		// Two events 20 ms apart: a model that writes slowly.
-		for _, text := range []string{"hi", "there"} {
+		// Events 20 ms apart: a model that writes slowly.
+		for _, text := range []string{"hi", "out", "there"} {
 			io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"`+text+`"},"finish_reason":null}]}`+"\n\n")
 			w.(http.Flusher).Flush()
 			time.Sleep(20 * time.Millisecond)

@@ -487,14 +487,16 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 	// call per event without holding any event back from the client.
 	dirty := false
 	// A stream waits on its upstream between events, for a long while
-	// when a model writes slowly: with nothing buffered and the last gap
-	// between events longer than slowGap, it is counted out of h.Quiet
-	// until the next event has been read. A stream whose events come in
-	// a burst stays counted in: background work let in by a gap of a
-	// few microseconds would land on the next event.
+	// when a model writes slowly: with nothing buffered and the last two
+	// gaps between events longer than slowGap, it is counted out of
+	// h.Quiet until the next event has been read. A stream whose events
+	// come in a burst stays counted in: background work let in by a gap
+	// of a few microseconds would land on the next event. One long gap
+	// is not enough: a machine that stalls (a busy VM host) makes one
+	// in a burst, and the events after it are buffered by then.
 	away := h.Quiet.Away()
 	defer away.End()
-	last, slow := time.Now(), false
+	last, gapped, slow := time.Now(), false, false
 	for {
 		buffered := rd.Buffered()
 		if dirty && !tailHeld && !buffered {
@@ -512,7 +514,8 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 		away.Back()
 		if h.Quiet != nil {
 			now := time.Now()
-			slow, last = now.Sub(last) > slowGap, now
+			long := now.Sub(last) > slowGap
+			slow, gapped, last = long && gapped, long, now
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && finished {
