@@ -30,9 +30,10 @@ type Quiet struct {
 
 // MaxWait bounds how long a stretch waits for a quiet moment. Under a
 // load that never lets the count fall to zero (long streams, saturation)
-// the work still runs, a stretch at least every MaxWait: with Stretch
-// and its rest, about a seventh of a core, several times what the
-// accounting of a thousand requests a second takes.
+// the work still runs: a Stretch, its rest (at least the timer's
+// granularity, about a millisecond) and MaxWait make between a tenth and
+// a sixth of a core, several times what the accounting of a thousand
+// requests a second takes.
 const MaxWait = time.Millisecond
 
 // Enter counts a request in.
