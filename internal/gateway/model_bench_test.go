@@ -35,10 +35,12 @@ func benchUpstream(b *testing.B) *httptest.Server {
 	return up
 }
 
-func benchSend(b *testing.B, url, key string) {
+// benchSend posts request to url's chat completions b.N times and
+// checks each answer with ok.
+func benchSend(b *testing.B, url, key, request string, ok func([]byte) bool) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	b.Cleanup(client.CloseIdleConnections)
-	body := []byte(benchRequest)
+	body := []byte(request)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -51,15 +53,19 @@ func benchSend(b *testing.B, url, key string) {
 		}
 		out, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode != http.StatusOK || !bytes.Contains(out, []byte(`"usage"`)) {
+		if res.StatusCode != http.StatusOK || !ok(out) {
 			b.Fatalf("status %d: %s", res.StatusCode, out)
 		}
 	}
 }
 
-func BenchmarkModelRequestAgate(b *testing.B) {
-	up := benchUpstream(b)
-	dir := b.TempDir()
+func hasUsage(out []byte) bool { return bytes.Contains(out, []byte(`"usage"`)) }
+
+func endsStream(out []byte) bool { return bytes.HasSuffix(out, []byte("data: [DONE]\n\n")) }
+
+// benchAgate starts Agate as agate-bench configures it, in front of
+// upstream, and returns its URL and a client key.
+func benchAgate(b *testing.B, upstream string) (string, string) {
 	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
 data_dir: %s
 log: {level: info, format: json}
@@ -69,17 +75,18 @@ models:
   - {name: bench-model, targets: [{provider: bench-upstream, model: upstream-model}]}
 prices:
   upstream-model: {input: 0.15, output: 0.60}
-`, dir, up.URL)))
+`, b.TempDir(), upstream)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	_, url, keys := serveGateway(b, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	benchSend(b, url, keys.Client)
+	return url, keys.Client
 }
 
-func BenchmarkModelRequestBareProxy(b *testing.B) {
-	up := benchUpstream(b)
-	target, _ := url.Parse(up.URL)
+// benchBareProxy starts a bare ReverseProxy in front of upstream that
+// reads the body whole first, as agate-bench's does.
+func benchBareProxy(b *testing.B, upstream string) string {
+	target, _ := url.Parse(upstream)
 	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -87,7 +94,16 @@ func BenchmarkModelRequestBareProxy(b *testing.B) {
 		rp.ServeHTTP(w, r)
 	}))
 	b.Cleanup(srv.Close)
-	benchSend(b, srv.URL, "none")
+	return srv.URL
+}
+
+func BenchmarkModelRequestAgate(b *testing.B) {
+	url, key := benchAgate(b, benchUpstream(b).URL)
+	benchSend(b, url, key, benchRequest, hasUsage)
+}
+
+func BenchmarkModelRequestBareProxy(b *testing.B) {
+	benchSend(b, benchBareProxy(b, benchUpstream(b).URL), "none", benchRequest, hasUsage)
 }
 
 // benchStreamRequest and benchStreamUpstream are the streaming request
@@ -117,56 +133,11 @@ func benchStreamUpstream(b *testing.B) *httptest.Server {
 	return up
 }
 
-func benchSendStream(b *testing.B, url, key string) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	b.Cleanup(client.CloseIdleConnections)
-	body := []byte(benchStreamRequest)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+key)
-		res, err := client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		out, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK || !bytes.HasSuffix(out, []byte("data: [DONE]\n\n")) {
-			b.Fatalf("status %d: %s", res.StatusCode, out)
-		}
-	}
-}
-
 func BenchmarkModelStreamAgate(b *testing.B) {
-	up := benchStreamUpstream(b)
-	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
-data_dir: %s
-log: {level: info, format: json}
-providers:
-  - {name: bench-upstream, type: openai, base_url: %s/v1, api_key: bench-upstream-key}
-models:
-  - {name: bench-model, targets: [{provider: bench-upstream, model: upstream-model}]}
-prices:
-  upstream-model: {input: 0.15, output: 0.60}
-`, b.TempDir(), up.URL)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, url, keys := serveGateway(b, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	benchSendStream(b, url, keys.Client)
+	url, key := benchAgate(b, benchStreamUpstream(b).URL)
+	benchSend(b, url, key, benchStreamRequest, endsStream)
 }
 
 func BenchmarkModelStreamBareProxy(b *testing.B) {
-	up := benchStreamUpstream(b)
-	target, _ := url.Parse(up.URL)
-	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rp.ServeHTTP(w, r)
-	}))
-	b.Cleanup(srv.Close)
-	benchSendStream(b, srv.URL, "none")
+	benchSend(b, benchBareProxy(b, benchStreamUpstream(b).URL), "none", benchStreamRequest, endsStream)
 }

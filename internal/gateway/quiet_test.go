@@ -15,6 +15,23 @@ import (
 	"github.com/agate-gateway/agate/internal/pace"
 )
 
+// quietGateway serves a gateway whose one model, bench-model, is routed
+// to upstream.
+func quietGateway(t *testing.T, upstream string) (*Gateway, string, *BootstrapKeys) {
+	t.Helper()
+	cfg, err := config.Parse("quiet.yaml", []byte(fmt.Sprintf(`
+data_dir: %s
+providers:
+  - {name: up, type: openai, base_url: %s/v1, api_key: upstream-key}
+models:
+  - {name: bench-model, targets: [{provider: up, model: upstream-model}]}
+`, t.TempDir(), upstream)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveGateway(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
 // A model request counts as in flight for the gateway's background work
 // while it is being decided and answered, and not while it waits on its
 // upstream: the background work may run then (see pace.Quiet).
@@ -36,17 +53,7 @@ func TestRequestWaitingOnUpstreamIsCountedOut(t *testing.T) {
 		io.WriteString(w, benchCompletion)
 	}))
 	defer up.Close()
-	cfg, err := config.Parse("quiet.yaml", []byte(fmt.Sprintf(`
-data_dir: %s
-providers:
-  - {name: up, type: openai, base_url: %s/v1, api_key: upstream-key}
-models:
-  - {name: bench-model, targets: [{provider: up, model: upstream-model}]}
-`, t.TempDir(), up.URL)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, url, keys := serveGateway(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, url, keys := quietGateway(t, up.URL)
 
 	// A request the upstream holds keeps another request's count: the
 	// count is of requests, not a flag.
@@ -148,17 +155,7 @@ func TestStreamWaitingBetweenEventsIsCountedOut(t *testing.T) {
 	}))
 	defer up.Close()
 	defer close(release)
-	cfg, err := config.Parse("quiet.yaml", []byte(fmt.Sprintf(`
-data_dir: %s
-providers:
-  - {name: up, type: openai, base_url: %s/v1, api_key: upstream-key}
-models:
-  - {name: bench-model, targets: [{provider: up, model: upstream-model}]}
-`, t.TempDir(), up.URL)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, url, keys := serveGateway(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, url, keys := quietGateway(t, up.URL)
 	req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions",
 		bytes.NewReader([]byte(`{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}`)))
 	req.Header.Set("Authorization", "Bearer "+keys.Client)
