@@ -486,37 +486,16 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 	// (when no further event is already buffered) saves a write system
 	// call per event without holding any event back from the client.
 	dirty := false
-	// A stream waits on its upstream between events, for a long while
-	// when a model writes slowly: with nothing buffered and the last two
-	// gaps between events longer than slowGap, it is counted out of
-	// h.Quiet until the next event has been read. A stream whose events
-	// come in a burst stays counted in: background work let in by a gap
-	// of a few microseconds would land on the next event. One long gap
-	// is not enough: a machine that stalls (a busy VM host) makes one
-	// in a burst, and the events after it are buffered by then.
-	away := h.Quiet.Away()
-	defer away.End()
-	last, gapped, slow := time.Now(), false, false
 	for {
-		buffered := rd.Buffered()
-		if dirty && !tailHeld && !buffered {
+		if dirty && !tailHeld && !rd.Buffered() {
 			if err := flush(rc); err != nil {
 				return errStreamStarted
 			}
 			dirty = false
 		}
-		if !buffered && slow {
-			away.Leave()
-		}
 		// Each event is written before the next is read, so the reader's
 		// buffer can carry it: no copy, no garbage per event.
 		ev, err := rd.NextShared()
-		away.Back()
-		if h.Quiet != nil {
-			now := time.Now()
-			long := now.Sub(last) > slowGap
-			slow, gapped, last = long && gapped, long, now
-		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && finished {
 				return nil
@@ -573,12 +552,6 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 		}
 	}
 }
-
-// slowGap is the gap between a stream's events past which the stream is
-// taken to be waiting on a model that writes slowly (tens of
-// milliseconds a token), not a burst: as long as a whole request takes
-// the gateway.
-const slowGap = time.Millisecond
 
 // flush is rc.Flush, kept out of relayStream's frame.
 //
