@@ -14,8 +14,10 @@ import (
 // behind it; it does not choose when the stretch runs. A stretch that
 // begins at a moment of the timer's choosing lands on a request about as
 // often as requests occupy the process. Begun just as the last request
-// in flight has been answered, it runs in the gap before the next one
-// arrives, which at a steady rate is most of the interval between them.
+// in flight has been answered, or has gone to wait on its upstream, it
+// runs in a gap in which the process has nothing else to do. (It can
+// still meet an answer that comes back during it: the count says what
+// is in flight, not when it will return.)
 //
 // A nil *Quiet is always quiet.
 type Quiet struct {
