@@ -473,13 +473,16 @@ func (b *bench) ratePhases(ctx context.Context, bins binaries) error {
 			clients[t].Rate(b.request(t, stream), 200, b.s.warmup)
 		}
 		for _, rate := range b.s.rates {
+			if err := b.settle(ctx, fmt.Sprintf("%s %d req/s", mode(stream), rate)); err != nil {
+				return err
+			}
 			step("%-10s %5d req/s", mode(stream), rate)
 			profile := func() {}
 			if bins.profiling {
 				// At a constant rate the idle-to-busy wake-ups count, which a
 				// saturated run hides.
 				span := 3*b.s.duration + time.Duration(3*b.s.rounds)*settleTime + time.Second
-				profile = b.startCPUProfile(ctx, fmt.Sprintf("agate-cpu-%s-%d.pprof", mode(stream), rate), span)
+				profile = b.startCPUProfiles(ctx, fmt.Sprintf("cpu-%s-%d.pprof", mode(stream), rate), span)
 			}
 			err := b.interleaved(ctx, phase{kind: kindRate, stream: stream, rate: rate}, b.s.duration,
 				func(t string, d time.Duration) load.Result { return clients[t].Rate(b.request(t, stream), rate, d) })
@@ -495,6 +498,9 @@ func (b *bench) ratePhases(ctx context.Context, bins binaries) error {
 
 func (b *bench) saturationPhases(ctx context.Context, bins binaries) error {
 	for _, stream := range []bool{false, true} {
+		if err := b.settle(ctx, mode(stream)+" saturation"); err != nil {
+			return err
+		}
 		step("%-10s saturation, %d connections", mode(stream), b.s.conns)
 		clients := newClients(b.s.conns)
 		profile := func() {}
@@ -502,7 +508,7 @@ func (b *bench) saturationPhases(ctx context.Context, bins binaries) error {
 			// The profile spans the interleaved rounds; Agate is busy only
 			// in its own, so its samples are those of its rounds.
 			span := 3*b.s.satDuration + time.Duration(3*b.s.rounds)*settleTime + time.Second
-			profile = b.startCPUProfile(ctx, fmt.Sprintf("agate-cpu-%s.pprof", mode(stream)), span)
+			profile = b.startCPUProfiles(ctx, fmt.Sprintf("cpu-%s.pprof", mode(stream)), span)
 		}
 		err := b.interleaved(ctx, phase{kind: kindSaturation, stream: stream}, b.s.satDuration,
 			func(t string, d time.Duration) load.Result {
@@ -586,19 +592,30 @@ func addUse(a, b map[string]procUse) map[string]procUse {
 	return a
 }
 
-// startCPUProfile starts a CPU profile of the profiling copy of Agate
-// lasting span; the returned func waits for it.
-func (b *bench) startCPUProfile(ctx context.Context, file string, span time.Duration) func() {
+// startCPUProfiles starts CPU profiles lasting span of the profiling
+// copy of Agate (saved as agate-NAME) and of the bare proxy (bareproxy-NAME),
+// so that the two can be set side by side (go tool pprof -diff_base);
+// the returned func waits for them.
+func (b *bench) startCPUProfiles(ctx context.Context, name string, span time.Duration) func() {
 	secs := max(1, int(span.Seconds()))
-	done := make(chan error, 1)
-	go func() {
-		done <- fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprof, secs), filepath.Join(b.s.profileDir, file))
-	}()
-	// Let the profiler start before the load does.
+	var waits []func()
+	for prefix, addr := range map[string]string{"agate-": b.pprof, "bareproxy-": b.barePprof} {
+		file := prefix + name
+		done := make(chan error, 1)
+		go func() {
+			done <- fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), filepath.Join(b.s.profileDir, file))
+		}()
+		waits = append(waits, func() {
+			if err := <-done; err != nil {
+				step("CPU profile %s: %v", file, err)
+			}
+		})
+	}
+	// Let the profilers start before the load does.
 	time.Sleep(50 * time.Millisecond)
 	return func() {
-		if err := <-done; err != nil {
-			step("CPU profile %s: %v", file, err)
+		for _, wait := range waits {
+			wait()
 		}
 	}
 }
@@ -661,6 +678,60 @@ func (b *bench) snapshotStreams(ctx context.Context, addr, name string) {
 
 // settleTime lets closed connections and timers clear between phases.
 const settleTime = 200 * time.Millisecond
+
+// settle waits before the phase named phase until no target process has
+// used more than idleCPU of CPU in the last idleWindow, or maxSettle has
+// passed. A phase that overloaded a target (2000 streams a second on a
+// slow machine) leaves it working off queued requests and accounting
+// for seconds afterwards; the next phase would otherwise measure that
+// backlog as well as its own load, and only for the target that had
+// one. Waits longer than settleTime are listed in the report.
+func (b *bench) settle(ctx context.Context, phase string) error {
+	began := time.Now()
+	last := map[string]time.Duration{}
+	read := func() (busy []string) {
+		for _, t := range targets {
+			smp, err := b.reader.Read(b.procs[t].pid())
+			if err != nil {
+				continue
+			}
+			if prev, ok := last[t]; ok && smp.CPU-prev > idleCPU {
+				busy = append(busy, t)
+			}
+			last[t] = smp.CPU
+		}
+		return busy
+	}
+	read()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(idleWindow):
+		}
+		busy := read()
+		waited := time.Since(began)
+		if len(busy) == 0 || waited >= maxSettle {
+			if waited > settleTime+idleWindow {
+				note := fmt.Sprintf("%s, %.1f s", phase, waited.Seconds())
+				if len(busy) > 0 {
+					note += " (" + strings.Join(busy, ", ") + " still busy)"
+				}
+				b.results.settled = append(b.results.settled, note)
+			}
+			return nil
+		}
+	}
+}
+
+// idleWindow, idleCPU and maxSettle define settle's idle: at most two
+// clock ticks of CPU in a quarter of a second (an idle Agate's timers
+// use far less), waiting at most half a minute.
+const (
+	idleWindow = 250 * time.Millisecond
+	idleCPU    = 20 * time.Millisecond
+	maxSettle  = 30 * time.Second
+)
 
 func mode(stream bool) string {
 	if stream {

@@ -53,6 +53,9 @@ type results struct {
 	peakNotReset bool
 	elapsed      time.Duration
 	profiles     string
+	// settled lists the phases before which a target was still busy
+	// after settleMin, and for how long the run waited.
+	settled []string
 }
 
 func (r *results) add(p phase) { r.phases = append(r.phases, p) }
@@ -214,6 +217,9 @@ func (r *results) write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "- added = target minus upstream straight, at the same percentile; CPU is user+system seconds of the process in that phase; peak RSS is VmHWM%s\n",
 		map[bool]string{true: " since the process started (the kernel did not allow resetting it per phase)", false: " within the phase, which starts from the RSS the process already holds (Go returns freed memory to the system gradually), so a phase after a heavier one inherits its footprint"}[r.peakNotReset])
+	if len(r.settled) > 0 {
+		fmt.Fprintf(w, "- waited for the targets to go idle before: %s\n", strings.Join(r.settled, "; "))
+	}
 	fmt.Fprintf(w, "- idle RSS after start: upstream %s MiB, bare proxy %s MiB, agate %s MiB\n\n", mib(r.idleRSS[tUpstream]), mib(r.idleRSS[tBare]), mib(r.idleRSS[tAgate]))
 
 	for _, stream := range []bool{false, true} {
