@@ -382,3 +382,26 @@ func TestSQLiteStatementJournalInMemory(t *testing.T) {
 		t.Fatalf("temp_store = %d, want 2 (memory)", mode)
 	}
 }
+
+// The SQLite writer does not hand its context's end to the driver: given
+// a context that can end, the driver starts a goroutine per statement to
+// interrupt it. So a deadline that has passed does not stop a local write
+// (a lock held elsewhere ends with busy_timeout instead), while the
+// PostgreSQL writer, which waits on a network, keeps its deadline.
+func TestSQLiteWriteRunsUninterrupted(t *testing.T) {
+	w, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "audit.db"), "agate_audit", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c := newTestChain(t)
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if err := w.Write(expired, Batch{Records: c.next(t, 3*rowsPerInsert)}); err != nil {
+		t.Fatalf("a write with a past deadline: %v", err)
+	}
+	h, ok, err := w.(Reader).Head(context.Background(), c.name)
+	if err != nil || !ok || h.Seq != 3*rowsPerInsert {
+		t.Fatalf("head after the write: %+v, %v, %v; want seq %d", h, ok, err, 3*rowsPerInsert)
+	}
+}

@@ -45,6 +45,12 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	if s.driver != "postgres" {
+		// As for the audit trail's SQLite writer: a context that can end
+		// makes the driver start a goroutine per statement to interrupt
+		// it; a local write is bounded by busy_timeout instead.
+		ctx = context.WithoutCancel(ctx)
+	}
 	pace.Begin(ctx)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
