@@ -20,24 +20,24 @@ func TestLimitFor(t *testing.T) {
 		want  int64
 	}{
 		{
-			name:  "small live heap: the floor, plus what the runtime holds outside the heap",
+			name:  "small live heap: the floor, plus what the runtime holds outside the heap's objects and its headroom",
 			floor: 32 * mib,
 			// 40 MiB mapped: 2 live + 1 unused in spans, 30 free, 3
 			// released, 4 outside the heap (stacks, metadata).
 			m:    memory{live: 2 * mib, stacks: 64 << 10, globals: 256 << 10, total: 40 * mib, objects: 2 * mib, unused: 1 * mib, free: 30 * mib, released: 3 * mib},
-			want: 32*mib + 4*mib,
+			want: 32*mib + 4*mib + 1*mib + 1*mib, // goal, held, unused, the runtime's 1 MiB headroom
 		},
 		{
 			name:  "large live heap: what GOGC=100 allows",
 			floor: 32 * mib,
 			m:     memory{live: 40 * mib, stacks: 3 * mib, globals: 1 * mib, total: 60 * mib, objects: 45 * mib, unused: 2 * mib, free: 5 * mib, released: 0},
-			want:  (40+40+3+1)*mib + 8*mib,
+			want:  (40+40+3+1)*mib + 8*mib + 2*mib + (40+40+3+1)*mib/100*3, // 3 % headroom above 33 MiB
 		},
 		{
 			name:  "counters read apart: held memory never negative",
 			floor: 32 * mib,
 			m:     memory{live: 1 * mib, total: 10 * mib, objects: 8 * mib, free: 4 * mib},
-			want:  32 * mib,
+			want:  32*mib + 1*mib,
 		},
 		{
 			name:  "absurd floor clamps",
