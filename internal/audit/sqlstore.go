@@ -168,7 +168,13 @@ func (s *sqlStore) ph(i int) string {
 
 func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 	if !s.postgres {
-		ctx = uninterrupted(ctx)
+		// Given a context that can end, the driver starts a goroutine
+		// per statement to interrupt it and installs a progress
+		// handler: at a group commit's 25 rows a statement, one
+		// goroutine started, woken and ended per 25 records. A local
+		// write cannot hang on a network; a lock held by another
+		// process ends with busy_timeout.
+		ctx = context.WithoutCancel(ctx)
 	}
 	pace.Begin(ctx)
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -213,15 +219,6 @@ func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 	}
 	return nil
 }
-
-// uninterrupted returns ctx without its deadline and cancellation, for
-// SQLite. Given a context that can end, the driver starts a goroutine
-// per statement to interrupt it and installs a progress handler, and at
-// a group commit's 25 rows a statement that is one goroutine started,
-// woken and ended per 25 records, on a writer that runs while requests
-// are served. A local write cannot hang on a network; a lock held by
-// another process ends with busy_timeout.
-func uninterrupted(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // insertStmt returns the prepared INSERT of n rows, preparing it once per
 // n: a group commit of many records mostly reuses the rowsPerInsert one.

@@ -126,3 +126,21 @@ func TestWriteReport(t *testing.T) {
 		}
 	}
 }
+
+// A wait for the targets to go idle before a phase is reported; a run
+// without one says nothing of it.
+func TestReportListsSettleWaits(t *testing.T) {
+	r := &results{settings: settings{rates: []int{200}, conns: 64, streams: 10, rounds: 1}, idleRSS: map[string]int64{}}
+	var b strings.Builder
+	r.write(&b)
+	if strings.Contains(b.String(), "go idle") {
+		t.Errorf("a run without waits reports one:\n%s", b.String())
+	}
+	r.settled = []string{"plain saturation, 3.2 s (agate still busy)"}
+	b.Reset()
+	r.write(&b)
+	want := "- waited for the targets to go idle before: plain saturation, 3.2 s (agate still busy)\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, b.String())
+	}
+}
