@@ -125,6 +125,29 @@ func TestStreamLastEventLeavesWithTheEnd(t *testing.T) {
 	}
 }
 
+// The first event leaves on its own even when the upstream's next events
+// arrived with it: the client's first token does not wait for the relay
+// to work through the rest of the burst. Later events are flushed once
+// per burst.
+func TestStreamFirstEventIsNotHeldForTheBurst(t *testing.T) {
+	first := "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n"
+	rest := "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\n\n" +
+		"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"c\"}}]}\n\ndata: [DONE]\n\n"
+	gate := make(chan struct{})
+	close(gate)
+	rt := &gatedRouter{body: first + rest, gate: gate}
+	h := &Handler{Router: rt, Metrics: telemetry.NewMetrics(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20}
+	w := &flushRecorder{header: http.Header{}}
+	r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+	h.ServeChat(w, r.WithContext(identity.NewContext(r.Context(), &identity.Principal{Subject: "u"})))
+	if w.status != 200 || w.body.String() != first+rest {
+		t.Fatalf("status %d, body %q", w.status, w.body.String())
+	}
+	if len(w.flushes) == 0 || w.flushes[0] != len(first) {
+		t.Fatalf("flushes at %v, want the first at the end of the first event (%d)", w.flushes, len(first))
+	}
+}
+
 // An upstream that keeps its body open after the last event still has
 // that event reach the client, tailHold later.
 func TestStreamLastEventDoesNotWaitForAnOpenBody(t *testing.T) {
