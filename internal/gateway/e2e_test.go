@@ -751,14 +751,15 @@ func TestUsageLedgerAndAdmin(t *testing.T) {
 		}
 	}
 
-	// Metrics expose the requests and tokens.
+	// Metrics expose the requests, tokens and upstream attempts.
 	resp, err := http.Get(tg.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`agate_requests_total{model="gpt-4o",route="chat",status="200",target="mock/gpt-4o"}`, `agate_tokens_total{kind="input",model="gpt-4o"`, "agate_streams_in_flight 0"} {
+	for _, want := range []string{`agate_requests_total{model="gpt-4o",route="chat",status="200",target="mock/gpt-4o"}`, `agate_tokens_total{kind="input",model="gpt-4o"`, "agate_streams_in_flight 0",
+		`agate_upstream_attempt_duration_seconds_count{outcome="200",target="mock/gpt-4o"}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(b), "agate_"))
 		}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,7 +198,7 @@ func (g *Gateway) routeObserver() route.Observer {
 		Attempt: func(_ string, a route.Attempt) {
 			outcome := "error"
 			if a.Status != 0 {
-				outcome = fmt.Sprint(a.Status)
+				outcome = strconv.Itoa(a.Status)
 			}
 			g.metrics.UpstreamLatency.WithLabelValues(a.Target.Name(), outcome).Observe(a.Latency.Seconds())
 		},
