@@ -481,22 +481,22 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 	op := sr.op
 	var out []byte
 	var events []sse.Event
-	finished, tailHeld := false, false
-	// dirty marks events written but not flushed. Flushing once per burst
-	// (when no further event is already buffered) saves a write system
-	// call per event without holding any event back from the client. The
-	// first event is the exception: it is flushed on its own, so that the
-	// client's first token does not wait while the relay works through
-	// the rest of a burst that came with it (on an idle machine that cost
-	// 0.1-0.2 ms of time to first token; docs/benchmarks.md, thirteenth
-	// session).
-	dirty, flushed := false, false
+	finished := false
+	// dirty marks events written but not flushed; held is when the first
+	// of them was written. Flushing once per burst (when no further event
+	// is already buffered) saves a write system call per event. An event
+	// waits at most burstHold for the rest of its burst: on an idle
+	// machine the relay's work on a burst runs cold, and the client's
+	// first token waited 0.1-0.2 ms for it (docs/benchmarks.md,
+	// thirteenth session).
+	dirty, tailHeld := false, false
+	var held time.Time
 	for {
-		if dirty && !tailHeld && (!flushed || !rd.Buffered()) {
+		if dirty && !tailHeld && (!rd.Buffered() || h.now().Sub(held) >= burstHold) {
 			if err := flush(rc); err != nil {
 				return errStreamStarted
 			}
-			dirty, flushed = false, true
+			dirty = false
 		}
 		// Each event is written before the next is read, so the reader's
 		// buffer can carry it: no copy, no garbage per event.
@@ -535,6 +535,9 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 		hold.release()
 		if _, err := w.Write(out); err != nil {
 			return errStreamStarted
+		}
+		if !dirty {
+			held = h.now()
 		}
 		dirty = true
 		errEvent := isErrorEvent(op, ev)
@@ -609,6 +612,11 @@ func endWithError(w http.ResponseWriter, rc *http.ResponseController, hold *held
 // its headers sent after this long, for clients that time out waiting
 // for them.
 const headerHold = 20 * time.Millisecond
+
+// burstHold is the longest an event written to the client waits for the
+// rest of its burst before it is flushed. A burst that a warm process
+// relays in a few microseconds still leaves in one write.
+const burstHold = 25 * time.Microsecond
 
 // tailHold is the longest a stream's last event waits for the end of
 // the upstream's body, to leave with the end of the client's in one write.

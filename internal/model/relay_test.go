@@ -125,26 +125,39 @@ func TestStreamLastEventLeavesWithTheEnd(t *testing.T) {
 	}
 }
 
-// The first event leaves on its own even when the upstream's next events
-// arrived with it: the client's first token does not wait for the relay
-// to work through the rest of the burst. Later events are flushed once
-// per burst.
-func TestStreamFirstEventIsNotHeldForTheBurst(t *testing.T) {
+// An event written to the client waits for the rest of its burst at most
+// burstHold: with a clock that moves a millisecond between readings, each
+// event of a burst leaves on its own; with one that stands still, the
+// burst leaves in one write, its last event with the end of the body.
+func TestStreamBurstHold(t *testing.T) {
 	first := "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n"
-	rest := "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\n\n" +
-		"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"c\"}}]}\n\ndata: [DONE]\n\n"
-	gate := make(chan struct{})
-	close(gate)
-	rt := &gatedRouter{body: first + rest, gate: gate}
-	h := &Handler{Router: rt, Metrics: telemetry.NewMetrics(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20}
-	w := &flushRecorder{header: http.Header{}}
-	r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
-	h.ServeChat(w, r.WithContext(identity.NewContext(r.Context(), &identity.Principal{Subject: "u"})))
-	if w.status != 200 || w.body.String() != first+rest {
-		t.Fatalf("status %d, body %q", w.status, w.body.String())
-	}
-	if len(w.flushes) == 0 || w.flushes[0] != len(first) {
-		t.Fatalf("flushes at %v, want the first at the end of the first event (%d)", w.flushes, len(first))
+	second := "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\n\n"
+	done := "data: [DONE]\n\n"
+	for _, tc := range []struct {
+		name string
+		step time.Duration
+		want []int
+	}{
+		{"slow relay", time.Millisecond, []int{len(first), len(first + second)}},
+		{"fast relay", 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := make(chan struct{})
+			close(gate)
+			rt := &gatedRouter{body: first + second + done, gate: gate}
+			now := time.Unix(1_800_000_000, 0)
+			h := &Handler{Router: rt, Metrics: telemetry.NewMetrics(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20,
+				Now: func() time.Time { now = now.Add(tc.step); return now }}
+			w := &flushRecorder{header: http.Header{}}
+			r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+			h.ServeChat(w, r.WithContext(identity.NewContext(r.Context(), &identity.Principal{Subject: "u"})))
+			if w.status != 200 || w.body.String() != first+second+done {
+				t.Fatalf("status %d, body %q", w.status, w.body.String())
+			}
+			if fmt.Sprint(w.flushes) != fmt.Sprint(tc.want) {
+				t.Fatalf("flushes at %v, want %v", w.flushes, tc.want)
+			}
+		})
 	}
 }
 
