@@ -47,18 +47,33 @@ type KeyStore interface {
 
 // APIKeys authenticates virtual API keys presented as "Authorization:
 // Bearer agk_…" or "x-api-key: agk_…" (as Anthropic SDKs send them).
+//
+// Verified keys are cached for a TTL, which bounds how long a revocation
+// made elsewhere goes unseen. A key in use is read again in the
+// background once half its TTL has passed, so under steady traffic no
+// request waits on the store: one every TTL did, a query of a few hundred
+// microseconds that put it among a model request's slowest hundredth
+// (docs/benchmarks.md, the fourteenth session). An entry is never used
+// past its TTL, counted from the moment its read began.
 type APIKeys struct {
 	store KeyStore
 	now   func() time.Time
 	ttl   time.Duration
+	// refreshed, when set, is called after each background read (tests).
+	refreshed func()
 
 	mu    sync.Mutex
-	cache map[string]cachedKey
+	cache map[string]*cachedKey
+	// gen counts Forget calls: a read that began before one must not
+	// store what it read, which may predate the revocation Forget is for.
+	gen uint64
 }
 
+// cachedKey is a cache entry, changed only under APIKeys.mu.
 type cachedKey struct {
-	key     *store.Key
-	fetched time.Time
+	key        *store.Key
+	fetched    time.Time // when the read that returned key began
+	refreshing bool
 }
 
 // cacheLimit bounds the verified-key cache; past it the cache starts over.
@@ -68,7 +83,7 @@ const cacheLimit = 10000
 // ttl (zero disables the cache); a revocation made through another process
 // takes effect within ttl, one made through this one at once (Forget).
 func NewAPIKeys(s KeyStore, ttl time.Duration) *APIKeys {
-	return &APIKeys{store: s, now: time.Now, ttl: ttl, cache: map[string]cachedKey{}}
+	return &APIKeys{store: s, now: time.Now, ttl: ttl, cache: map[string]*cachedKey{}}
 }
 
 // Authenticate implements Authenticator.
@@ -125,34 +140,78 @@ func (a *APIKeys) VerifyKey(ctx context.Context, key string) (*Principal, error)
 }
 
 func (a *APIKeys) lookup(ctx context.Context, hash string, now time.Time) (*store.Key, error) {
-	if a.ttl > 0 {
-		a.mu.Lock()
-		c, ok := a.cache[hash]
-		a.mu.Unlock()
-		if ok && now.Sub(c.fetched) < a.ttl {
+	if a.ttl <= 0 {
+		return a.store.KeyByHash(ctx, hash)
+	}
+	a.mu.Lock()
+	gen := a.gen
+	if c, ok := a.cache[hash]; ok {
+		if age := now.Sub(c.fetched); age >= 0 && age < a.ttl {
+			if age >= a.ttl/2 && !c.refreshing {
+				c.refreshing = true
+				go a.refresh(hash, gen)
+			}
+			a.mu.Unlock()
 			return c.key, nil
 		}
 	}
+	a.mu.Unlock()
 	k, err := a.store.KeyByHash(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
-	if a.ttl > 0 {
+	a.keep(hash, k, now, gen)
+	return k, nil
+}
+
+// refresh reads a cached key again, off the request path. A key gone
+// from the store leaves the cache, so the next request is refused by the
+// store itself. After a failed read the entry is not refreshed again: it
+// expires at its TTL, after which requests read the store themselves and
+// fail closed if it still fails.
+func (a *APIKeys) refresh(hash string, gen uint64) {
+	if a.refreshed != nil {
+		defer a.refreshed()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.ttl)
+	defer cancel()
+	began := a.now()
+	k, err := a.store.KeyByHash(ctx, hash)
+	switch {
+	case err == nil:
+		a.keep(hash, k, began, gen)
+	case errors.Is(err, store.ErrNotFound):
 		a.mu.Lock()
-		if len(a.cache) >= cacheLimit {
-			a.cache = map[string]cachedKey{}
+		if a.gen == gen {
+			delete(a.cache, hash)
 		}
-		a.cache[hash] = cachedKey{key: k, fetched: now}
 		a.mu.Unlock()
 	}
-	return k, nil
+}
+
+// keep caches k as read by a read that began at fetched, unless Forget
+// ran since (gen) or a later read is cached already.
+func (a *APIKeys) keep(hash string, k *store.Key, fetched time.Time, gen uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gen != gen {
+		return
+	}
+	if c, ok := a.cache[hash]; ok && c.fetched.After(fetched) {
+		return
+	}
+	if len(a.cache) >= cacheLimit {
+		a.cache = map[string]*cachedKey{}
+	}
+	a.cache[hash] = &cachedKey{key: k, fetched: fetched}
 }
 
 // Forget drops every cached key so that a revocation made through this
 // process applies to the very next request.
 func (a *APIKeys) Forget() {
 	a.mu.Lock()
-	a.cache = map[string]cachedKey{}
+	a.cache = map[string]*cachedKey{}
+	a.gen++
 	a.mu.Unlock()
 }
 

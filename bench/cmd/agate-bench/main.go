@@ -60,6 +60,7 @@ type settings struct {
 	outPath       string
 	tracePath     string
 	phases        map[string]bool
+	modes         []bool // of the rate and saturation phases: false plain, true streaming
 	agateEnv      []string
 }
 
@@ -88,6 +89,7 @@ func main() {
 		return nil
 	})
 	phases := flag.String("phases", "rate,saturation,streams", "which phases to run, of rate, saturation and streams")
+	modes := flag.String("modes", "plain,streaming", "which requests the rate and saturation phases send, of plain and streaming")
 	flag.Parse()
 	s.warmup = time.Second
 	s.holdInterval = 100 * time.Millisecond
@@ -115,6 +117,12 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	modeList, err := parseModes(*modes)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "agate-bench: -modes:", err)
+		os.Exit(2)
+	}
+	s.modes = modeList
 	if s.rounds < 1 {
 		fmt.Fprintln(os.Stderr, "agate-bench: -rounds must be at least 1")
 		os.Exit(2)
@@ -128,7 +136,7 @@ func main() {
 		s.rates = append(s.rates, r)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, s)
+	err = run(ctx, s)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agate-bench:", err)
@@ -466,8 +474,26 @@ func (b *bench) checkAlive() error {
 	return nil
 }
 
+// parseModes reads -modes: a list of plain and streaming, in the order the
+// phases run them (false plain, true streaming).
+func parseModes(v string) ([]bool, error) {
+	var modes []bool
+	seen := map[string]bool{}
+	for _, m := range strings.Split(v, ",") {
+		m = strings.TrimSpace(m)
+		if m != "plain" && m != "streaming" {
+			return nil, fmt.Errorf("unknown mode %q (want plain or streaming)", m)
+		}
+		if !seen[m] {
+			seen[m] = true
+			modes = append(modes, m == "streaming")
+		}
+	}
+	return modes, nil
+}
+
 func (b *bench) ratePhases(ctx context.Context, bins binaries) error {
-	for _, stream := range []bool{false, true} {
+	for _, stream := range b.s.modes {
 		clients := newClients(0)
 		for _, t := range targets {
 			clients[t].Rate(b.request(t, stream), 200, b.s.warmup)
@@ -497,7 +523,7 @@ func (b *bench) ratePhases(ctx context.Context, bins binaries) error {
 }
 
 func (b *bench) saturationPhases(ctx context.Context, bins binaries) error {
-	for _, stream := range []bool{false, true} {
+	for _, stream := range b.s.modes {
 		if err := b.settle(ctx, mode(stream)+" saturation"); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,28 @@ func TestReportListsSettleWaits(t *testing.T) {
 	want := "- waited for the targets to go idle before: plain saturation, 3.2 s (agate still busy)\n"
 	if !strings.Contains(b.String(), want) {
 		t.Errorf("report lacks %q:\n%s", want, b.String())
+	}
+}
+
+func TestParseModes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []bool
+		err  bool
+	}{
+		{in: "plain,streaming", want: []bool{false, true}},
+		{in: "streaming", want: []bool{true}},
+		{in: " streaming , plain,streaming", want: []bool{true, false}},
+		{in: "plain,stream", err: true},
+		{in: "", err: true},
+	} {
+		got, err := parseModes(tc.in)
+		if (err != nil) != tc.err {
+			t.Errorf("parseModes(%q): err %v, want error %v", tc.in, err, tc.err)
+			continue
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("parseModes(%q) = %v, want %v", tc.in, got, tc.want)
+		}
 	}
 }
