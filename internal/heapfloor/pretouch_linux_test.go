@@ -44,8 +44,15 @@ func TestPretouchSavesFaults(t *testing.T) {
 	if without < 1000 {
 		t.Fatalf("without a floor only %d faults: the measurement does not see the heap grow", without)
 	}
-	if with*4 > without {
-		t.Fatalf("after Start %d faults, without %d: the floor's pages were not mapped at start", with, without)
+	// The race detector's shadow of the heap faults in as the heap is
+	// first written, pre-touched or not: a weaker bound there.
+	// (With it measured 2,300-2,900 against 6,700-6,800.)
+	num, den := int64(1), int64(4)
+	if raceOn {
+		num, den = 2, 3
+	}
+	if with*den > without*num {
+		t.Fatalf("after Start %d faults, without %d (want at most %d/%d of it): the floor's pages were not mapped at start", with, without, num, den)
 	}
 }
 

@@ -1,0 +1,5 @@
+//go:build !race
+
+package heapfloor
+
+const raceOn = false
