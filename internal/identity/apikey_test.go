@@ -138,38 +138,34 @@ func TestAPIKeyCacheRefreshesAhead(t *testing.T) {
 	}
 }
 
-// TestAPIKeyCacheSeesRevocationWithinTTL: a revocation made in the store
-// by another process is seen by the background read, before the TTL.
-func TestAPIKeyCacheSeesRevocationWithinTTL(t *testing.T) {
-	a, ks, key, now, done := keysUnderTest(t)
-	ctx := context.Background()
-	if _, err := a.VerifyKey(ctx, key); err != nil {
-		t.Fatal(err)
-	}
-	hash := HashAPIKey(key)
-	ks.set(func(s *keyStore) { s.keys[hash].RevokedAt = now.Add(-time.Second) })
-	*now = now.Add(1500 * time.Millisecond)
-	if _, err := a.VerifyKey(ctx, key); err != nil {
-		t.Fatalf("cached within the TTL: %v", err)
-	}
-	wait(t, done, "the background read")
-	if _, err := a.VerifyKey(ctx, key); !errors.Is(err, ErrInvalidCredential) || !strings.Contains(err.Error(), "revoked") {
-		t.Fatalf("after the background read: err %v, want revoked", err)
-	}
-
-	// A key deleted from the store leaves the cache at the background read.
-	a2, ks2, key2, now2, done2 := keysUnderTest(t)
-	if _, err := a2.VerifyKey(ctx, key2); err != nil {
-		t.Fatal(err)
-	}
-	ks2.set(func(s *keyStore) { s.keys = map[string]*store.Key{} })
-	*now2 = now2.Add(1500 * time.Millisecond)
-	if _, err := a2.VerifyKey(ctx, key2); err != nil {
-		t.Fatalf("cached within the TTL: %v", err)
-	}
-	wait(t, done2, "the background read")
-	if _, err := a2.VerifyKey(ctx, key2); !errors.Is(err, ErrInvalidCredential) || !strings.Contains(err.Error(), "unknown") {
-		t.Fatalf("after the key was deleted: err %v, want unknown key", err)
+// TestAPIKeyCacheSeesStoreChangesWithinTTL: a revocation or deletion
+// made in the store by another process is seen by the background read,
+// before the TTL.
+func TestAPIKeyCacheSeesStoreChangesWithinTTL(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(s *keyStore, hash string, now time.Time)
+		want   string
+	}{
+		{"revoked", func(s *keyStore, hash string, now time.Time) { s.keys[hash].RevokedAt = now.Add(-time.Second) }, "revoked"},
+		{"deleted", func(s *keyStore, _ string, _ time.Time) { s.keys = map[string]*store.Key{} }, "unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, ks, key, now, done := keysUnderTest(t)
+			ctx := context.Background()
+			if _, err := a.VerifyKey(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			ks.set(func(s *keyStore) { tc.change(s, HashAPIKey(key), *now) })
+			*now = now.Add(1500 * time.Millisecond)
+			if _, err := a.VerifyKey(ctx, key); err != nil {
+				t.Fatalf("cached within the TTL: %v", err)
+			}
+			wait(t, done, "the background read")
+			if _, err := a.VerifyKey(ctx, key); !errors.Is(err, ErrInvalidCredential) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("after the background read: err %v, want %s", err, tc.want)
+			}
+		})
 	}
 }
 
