@@ -188,3 +188,42 @@ func BenchmarkDecide200CPU(b *testing.B) {
 	b.StopTimer()
 	percentiles(cpu).report(b, "cpu-ns")
 }
+
+// BenchmarkDecideModel is an API key's invoke_model decision under the
+// embedded default policies, as on every model request: "memoized" is the
+// same key and model again (the steady state), "fresh" a principal not
+// seen before each time, which works the decision out.
+func BenchmarkDecideModel(b *testing.B) {
+	cat, err := NewCatalog([]Model{{Name: "bench-model"}}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := Compile("default", map[string][]byte{"default.cedar": defaultPolicy}, cat)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := func(i int) *identity.Principal {
+		return &identity.Principal{Subject: "key:client", Kind: identity.KindService, Method: identity.MethodAPIKey, CredentialID: fmt.Sprint("key_", i)}
+	}
+	req := Request{Action: ActionInvokeModel, Resource: Resource{ResourceModel, "bench-model"}, Time: time.Now(), SourceIP: netip.MustParseAddr("127.0.0.1")}
+	b.Run("memoized", func(b *testing.B) {
+		req.Principal = key(0)
+		b.ReportAllocs()
+		for b.Loop() {
+			if d := set.Decide(req); d.Effect != Allow {
+				b.Fatal(d.Reason)
+			}
+		}
+	})
+	b.Run("fresh", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			req.Principal = key(i)
+			if d := set.Decide(req); d.Effect != Allow {
+				b.Fatal(d.Reason)
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -67,9 +68,16 @@ func (s *Set) Decide(req Request) Decision {
 	if d, ok := s.admit(req.Principal, req.Action, req.Resource); !ok {
 		return d
 	}
+	pe := s.principals.entry(req.Principal, s.needs)
+	key, memo := s.memoKey(&req)
+	if memo {
+		if d, ok := pe.memo.Load(key); ok {
+			return d.(Decision).clone()
+		}
+	}
 	sc := s.catalog.getScratch()
 	defer s.catalog.putScratch(sc)
-	pv := s.principals.get(req.Principal, s.needs)
+	pv := pe.pv
 	ents, resUID := s.fillEntities(sc, req.Resource, &pv)
 	if req.Session != nil && req.Session.ID != "" && s.needs.sessionEntity {
 		ents.add(sessionEntity(req.Session))
@@ -84,7 +92,62 @@ func (s *Set) Decide(req Request) Decision {
 		Resource:  resUID,
 		Context:   ctx,
 	}
-	return s.authorize(ents, creq, req.Action, req.Resource)
+	d := s.authorize(ents, creq, req.Action, req.Resource)
+	if memo && pe.memos.Add(1) <= memoLimit {
+		pe.memo.Store(key, d.clone())
+	}
+	return d
+}
+
+// memoKey is what a memoized decision depends on besides its principal's
+// cached values and its Set.
+type memoKey struct {
+	action   Action
+	resource Resource
+	phase    Phase
+}
+
+// memoLimit bounds the decisions memoized for one principal. Resources
+// are catalogue entries, so the memo is bounded anyway; the limit keeps a
+// large catalogue from growing one entry without end.
+const memoLimit = 256
+
+// memoKey returns req's memo key and whether req may be memoized: whether
+// its decision is a pure function of its principal's cached values (see
+// principalCache), its action, resource and phase, and the Set.
+//
+// Most model requests are: with policies that read neither the request's
+// time or address nor its session, a key's invoke_model decision on a
+// model is the same every time, and working it out again (building the
+// entities and the context, evaluating Cedar) was the largest part of
+// Agate's own CPU on a model request's way in (docs/benchmarks.md, the
+// fifteenth session). A decision that reads any of those, or arguments,
+// findings or a session entity, is always made afresh; a delegation's
+// target is any name, not a catalogue entry, so delegations are not
+// memoized either. The memo lives on the principal's cache entry, which
+// a colliding or changed principal replaces, and goes with its Set on
+// reload.
+func (s *Set) memoKey(req *Request) (memoKey, bool) {
+	n := s.needs
+	switch req.Resource.Type {
+	case ResourceModel, ResourceTool, ResourceServer:
+	default:
+		return memoKey{}, false
+	}
+	if len(req.Args) > 0 || n.request || n.session || (n.findings && len(req.Findings) > 0) ||
+		(n.sessionEntity && req.Session != nil && req.Session.ID != "") {
+		return memoKey{}, false
+	}
+	return memoKey{action: req.Action, resource: req.Resource, phase: req.Phase}, true
+}
+
+// clone returns d with slices of its own, so that a memoized decision is
+// never changed through one handed out.
+func (d Decision) clone() Decision {
+	d.Policies = slices.Clone(d.Policies)
+	d.Shadow = slices.Clone(d.Shadow)
+	d.Errors = slices.Clone(d.Errors)
+	return d
 }
 
 // admit makes the checks before Cedar: a principal, a known action, a

@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"maps"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cedar-policy/cedar-go"
@@ -43,11 +44,15 @@ type principalCache struct {
 	slots [principalSlots]atomic.Pointer[principalEntry]
 }
 
-// principalEntry is an immutable cache entry: the principal's fields the
-// values depend on, copied, and the values.
+// principalEntry is a cache entry: the principal's fields the values
+// depend on, copied, and the values, both immutable; and the memo of the
+// principal's decisions that depend on nothing else (see memoKey).
 type principalEntry struct {
 	key principalKey
 	pv  principalValues
+
+	memo  sync.Map // memoKey → Decision
+	memos atomic.Int32
 }
 
 // principalKey is what principalEntity and delegationRecord read of a
@@ -92,6 +97,11 @@ func newPrincipalCache() *principalCache {
 
 // get returns the values of p, built for need, from the cache or afresh.
 func (c *principalCache) get(p *identity.Principal, need *needs) principalValues {
+	return c.entry(p, need).pv
+}
+
+// entry returns p's cache entry, built for need, from the cache or afresh.
+func (c *principalCache) entry(p *identity.Principal, need *needs) *principalEntry {
 	// The hash needs only to spread principals over the slots; matches
 	// decides.
 	var h maphash.Hash
@@ -103,9 +113,9 @@ func (c *principalCache) get(p *identity.Principal, need *needs) principalValues
 	h.WriteString(p.CredentialID)
 	slot := &c.slots[h.Sum64()%principalSlots]
 	if e := slot.Load(); e != nil && e.key.matches(p) {
-		return e.pv
+		return e
 	}
 	e := &principalEntry{key: newPrincipalKey(p), pv: newPrincipalValues(p, need)}
 	slot.Store(e)
-	return e.pv
+	return e
 }
