@@ -18,6 +18,7 @@ import (
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
 
 	"github.com/agate-gateway/agate/internal/pace"
+	"github.com/agate-gateway/agate/internal/sqlbatch"
 )
 
 // sqlStore keeps records in PREFIX_records (indexed columns plus the
@@ -186,8 +187,9 @@ func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 			tx.Rollback()
 		}
 	}()
-	for start := 0; start < len(b.Records); start += rowsPerInsert {
-		chunk := b.Records[start:min(start+rowsPerInsert, len(b.Records))]
+	for start := 0; start < len(b.Records); {
+		chunk := b.Records[start : start+sqlbatch.Next(len(b.Records)-start, rowsPerInsert)]
+		start += len(chunk)
 		args := make([]any, 0, 11*len(chunk))
 		for _, r := range chunk {
 			x := indexOf(&r.Record)
@@ -221,7 +223,7 @@ func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 }
 
 // insertStmt returns the prepared INSERT of n rows, preparing it once per
-// n: a group commit of many records mostly reuses the rowsPerInsert one.
+// n: Write uses the few sizes of sqlbatch.Sizes(rowsPerInsert).
 func (s *sqlStore) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -246,15 +248,6 @@ func (s *sqlStore) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
 	st, err := s.db.PrepareContext(ctx, q.String())
 	if err != nil {
 		return nil, err
-	}
-	if len(s.inserts) >= 16 {
-		// Odd batch sizes come and go; keep the cache small.
-		for k, old := range s.inserts {
-			if k != rowsPerInsert {
-				old.Close()
-				delete(s.inserts, k)
-			}
-		}
 	}
 	s.inserts[n] = st
 	return st, nil

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agate-gateway/agate/internal/sqlbatch"
 )
 
 // pgDSN is the PostgreSQL the tests use; AGATE_TEST_POSTGRES overrides it.
@@ -403,5 +405,42 @@ func TestSQLiteWriteRunsUninterrupted(t *testing.T) {
 	h, ok, err := w.(Reader).Head(context.Background(), c.name)
 	if err != nil || !ok || h.Seq != 3*rowsPerInsert {
 		t.Fatalf("head after the write: %+v, %v, %v; want seq %d", h, ok, err, 3*rowsPerInsert)
+	}
+}
+
+// TestSQLiteStatementSizes writes batches of every size from 1 to 60
+// records: every record lands, in order, and the writer prepares no more
+// INSERT sizes than sqlbatch.Sizes lists (one for each batch's rest
+// would have needed all 25, and a cache of 16 re-prepared them).
+func TestSQLiteStatementSizes(t *testing.T) {
+	w, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "audit.db"), "agate_audit", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c := newTestChain(t)
+	c.bare = true
+	total := 0
+	for n := 1; n <= 60; n++ {
+		if err := w.Write(context.Background(), Batch{Records: c.next(t, n)}); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	s := w.(*sqlStore)
+	var count, lo, hi int
+	if err := s.db.QueryRow("SELECT count(*), min(seq), max(seq) FROM agate_audit_records").Scan(&count, &lo, &hi); err != nil {
+		t.Fatal(err)
+	}
+	if count != total || lo != 1 || hi != total {
+		t.Errorf("%d records, seq %d to %d; want %d, 1 to %d", count, lo, hi, total, total)
+	}
+	sizes := sqlbatch.Sizes(rowsPerInsert)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n := range s.inserts {
+		if !slices.Contains(sizes, n) {
+			t.Errorf("an INSERT of %d rows was prepared; sizes are %v", n, sizes)
+		}
 	}
 }

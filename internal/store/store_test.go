@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/agate-gateway/agate/internal/pace"
+	"github.com/agate-gateway/agate/internal/sqlbatch"
 )
 
 // backends opens every backend the machine has; each test runs against all.
@@ -180,8 +182,9 @@ func TestRecordUsageChunks(t *testing.T) {
 			if err := s.RecordUsage(pace.WithPacer(ctx, p), entries); err != nil {
 				t.Fatal(err)
 			}
-			if p.Rests() != 3 {
-				t.Errorf("a paced write of 3 statements rested %d times, want 3", p.Rests())
+			// 71 entries: two statements of 32, then 4, 2 and 1.
+			if p.Rests() != 5 {
+				t.Errorf("a paced write of 5 statements rested %d times, want 5", p.Rests())
 			}
 			if err := s.RecordUsage(ctx, entries); err != nil {
 				t.Fatal(err)
@@ -193,6 +196,50 @@ func TestRecordUsageChunks(t *testing.T) {
 			want := []UsageRow{{Group: "k", Requests: 2 * int64(n), InputTokens: 2 * in, OutputTokens: 2 * int64(n), Estimated: 2 * int64((n+2)/3)}}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("got %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestRecordUsageStatementSizes writes batches of every size from 1 to
+// 70 entries: every entry lands, and the ledger prepares no more INSERT
+// sizes than sqlbatch.Sizes lists, where one statement for each batch's
+// rest would have needed all 32.
+func TestRecordUsageStatementSizes(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			total := 0
+			for n := 1; n <= 70; n++ {
+				entries := make([]UsageEntry, n)
+				for i := range entries {
+					entries[i] = UsageEntry{RequestID: fmt.Sprint("r", total+i), Time: time.Unix(1700000000, 0), KeyID: "sizes", Model: "m", InputTokens: 1, Status: 200}
+				}
+				if err := s.RecordUsage(ctx, entries); err != nil {
+					t.Fatal(err)
+				}
+				total += n
+			}
+			got, err := s.Usage(ctx, UsageQuery{GroupBy: "key"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows int64
+			for _, r := range got {
+				if r.Group == "sizes" {
+					rows = r.Requests
+				}
+			}
+			if rows != int64(total) {
+				t.Errorf("%d entries in the ledger, want %d", rows, total)
+			}
+			sizes := sqlbatch.Sizes(usageRowsPerInsert)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for n := range s.inserts {
+				if !slices.Contains(sizes, n) {
+					t.Errorf("an INSERT of %d rows was prepared; sizes are %v", n, sizes)
+				}
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agate-gateway/agate/internal/pace"
+	"github.com/agate-gateway/agate/internal/sqlbatch"
 )
 
 // UsageEntry is one request in the usage ledger.
@@ -58,8 +59,9 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // a committed tx makes this a no-op
 	args := make([]any, 0, 16*min(len(entries), usageRowsPerInsert))
-	for start := 0; start < len(entries); start += usageRowsPerInsert {
-		chunk := entries[start:min(start+usageRowsPerInsert, len(entries))]
+	for start := 0; start < len(entries); {
+		chunk := entries[start : start+sqlbatch.Next(len(entries)-start, usageRowsPerInsert)]
+		start += len(chunk)
 		args = args[:0]
 		for _, e := range chunk {
 			args = append(args, e.RequestID, millis(e.Time), e.KeyID, e.Team, e.Subject, e.Route, e.Model, e.Target,
@@ -87,7 +89,7 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 }
 
 // usageInsert returns the prepared INSERT of n ledger rows, prepared once
-// per n: a batch is mostly full chunks and one remainder.
+// per n: RecordUsage uses the few sizes of sqlbatch.Sizes(usageRowsPerInsert).
 func (s *Store) usageInsert(ctx context.Context, n int) (*sql.Stmt, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
