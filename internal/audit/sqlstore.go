@@ -156,6 +156,14 @@ func (s *sqlStore) init(ctx context.Context, create bool) error {
 			return err
 		}
 	}
+	// A writer prepares the INSERT of every size Write uses now, so that
+	// the first group commits, which come with the first requests, do not
+	// parse them.
+	for _, n := range sqlbatch.Sizes(rowsPerInsert) {
+		if _, err := s.insertStmt(ctx, n); err != nil {
+			return fmt.Errorf("prepare insert of %d rows: %w", n, err)
+		}
+	}
 	return nil
 }
 

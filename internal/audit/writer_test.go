@@ -411,13 +411,21 @@ func TestSQLiteWriteRunsUninterrupted(t *testing.T) {
 // TestSQLiteStatementSizes writes batches of every size from 1 to 60
 // records: every record lands, in order, and the writer prepares no more
 // INSERT sizes than sqlbatch.Sizes lists (one for each batch's rest
-// would have needed all 25, and a cache of 16 re-prepared them).
+// would have needed all 25, and a cache of 16 re-prepared them), all of
+// them when it opens.
 func TestSQLiteStatementSizes(t *testing.T) {
 	w, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "audit.db"), "agate_audit", true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	s := w.(*sqlStore)
+	sizes := sqlbatch.Sizes(rowsPerInsert)
+	s.mu.Lock()
+	if len(s.inserts) != len(sizes) {
+		t.Errorf("%d INSERT sizes prepared at open, want %d (%v)", len(s.inserts), len(sizes), sizes)
+	}
+	s.mu.Unlock()
 	c := newTestChain(t)
 	c.bare = true
 	total := 0
@@ -427,7 +435,6 @@ func TestSQLiteStatementSizes(t *testing.T) {
 		}
 		total += n
 	}
-	s := w.(*sqlStore)
 	var count, lo, hi int
 	if err := s.db.QueryRow("SELECT count(*), min(seq), max(seq) FROM agate_audit_records").Scan(&count, &lo, &hi); err != nil {
 		t.Fatal(err)
@@ -435,7 +442,6 @@ func TestSQLiteStatementSizes(t *testing.T) {
 	if count != total || lo != 1 || hi != total {
 		t.Errorf("%d records, seq %d to %d; want %d, 1 to %d", count, lo, hi, total, total)
 	}
-	sizes := sqlbatch.Sizes(rowsPerInsert)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for n := range s.inserts {

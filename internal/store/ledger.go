@@ -46,6 +46,10 @@ func NewLedger(s *Store, log *slog.Logger, linger time.Duration, quiet *pace.Qui
 	}
 	l := &Ledger{store: s, log: log, queue: make(chan UsageEntry, ledgerQueue), done: make(chan struct{}), linger: linger,
 		full: make(chan struct{}, 1), quiet: quiet}
+	if err := s.prepareUsageInserts(context.Background()); err != nil {
+		// The first flush prepares them, or reports why it cannot.
+		log.Warn("usage ledger: prepare inserts", "err", err)
+	}
 	go l.run()
 	return l
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -239,6 +240,24 @@ func TestRecordUsageStatementSizes(t *testing.T) {
 			for n := range s.inserts {
 				if !slices.Contains(sizes, n) {
 					t.Errorf("an INSERT of %d rows was prepared; sizes are %v", n, sizes)
+				}
+			}
+		})
+	}
+}
+
+// TestLedgerPreparesInserts checks that a ledger prepares every INSERT
+// size before its first flush.
+func TestLedgerPreparesInserts(t *testing.T) {
+	for name, s := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			l := NewLedger(s, slog.New(slog.DiscardHandler), time.Millisecond, nil)
+			defer l.Close()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for _, n := range sqlbatch.Sizes(usageRowsPerInsert) {
+				if s.inserts[n] == nil {
+					t.Errorf("the INSERT of %d rows is not prepared", n)
 				}
 			}
 		})

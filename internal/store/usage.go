@@ -88,6 +88,18 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 	return nil
 }
 
+// prepareUsageInserts prepares the INSERT of every size RecordUsage uses,
+// so that the first flushes, which come with the first requests, do not
+// parse them.
+func (s *Store) prepareUsageInserts(ctx context.Context) error {
+	for _, n := range sqlbatch.Sizes(usageRowsPerInsert) {
+		if _, err := s.usageInsert(ctx, n); err != nil {
+			return fmt.Errorf("prepare usage insert of %d rows: %w", n, err)
+		}
+	}
+	return nil
+}
+
 // usageInsert returns the prepared INSERT of n ledger rows, prepared once
 // per n: RecordUsage uses the few sizes of sqlbatch.Sizes(usageRowsPerInsert).
 func (s *Store) usageInsert(ctx context.Context, n int) (*sql.Stmt, error) {
