@@ -44,6 +44,7 @@ import (
 // Gateway is one running Agate: its config, state and HTTP handler.
 type Gateway struct {
 	cfg    *config.Config
+	date   httpDate
 	log    *slog.Logger
 	store  *store.Store
 	ledger *store.Ledger

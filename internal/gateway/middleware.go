@@ -62,7 +62,9 @@ func (g *Gateway) withRequest(next http.Handler) http.Handler {
 		if !telemetry.ValidRequestID(id) {
 			id = telemetry.NewRequestID()
 		}
-		w.Header().Set("X-Request-Id", id)
+		h := w.Header()
+		h.Set("X-Request-Id", id)
+		h["Date"] = g.date.header(start)
 		ctx := telemetry.WithRequestID(r.Context(), id)
 		ctx = withSource(ctx, r)
 		if sid := r.Header.Get(SessionHeader); sid != "" {
