@@ -71,8 +71,8 @@ func (s *Set) Decide(req Request) Decision {
 	pe := s.principals.entry(req.Principal, s.needs)
 	key, memo := s.memoKey(&req)
 	if memo {
-		if d, ok := pe.memo.Load(key); ok {
-			return d.(Decision).clone()
+		if d, ok := pe.memoized(key); ok {
+			return d.clone()
 		}
 	}
 	sc := s.catalog.getScratch()
@@ -93,8 +93,8 @@ func (s *Set) Decide(req Request) Decision {
 		Context:   ctx,
 	}
 	d := s.authorize(ents, creq, req.Action, req.Resource)
-	if memo && pe.memos.Add(1) <= memoLimit {
-		pe.memo.Store(key, d.clone())
+	if memo {
+		pe.remember(key, d.clone())
 	}
 	return d
 }

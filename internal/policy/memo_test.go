@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -118,7 +119,7 @@ func TestMemoIsUsed(t *testing.T) {
 			t.Fatalf("delegation: %+v", d)
 		}
 	}
-	if n := set.principals.entry(alice(), set.needs).memos.Load(); n != 1 {
+	if n := len(*set.principals.entry(alice(), set.needs).memo.Load()); n != 1 {
 		t.Errorf("%d decisions memoized for alice, want 1 (the model's; delegations are not)", n)
 	}
 }
@@ -136,5 +137,29 @@ func TestMemoEndsWithItsSet(t *testing.T) {
 	deny := compileText(t, cat, `forbid (principal, action == Action::"invoke_model", resource);`)
 	if d := deny.Decide(req); d.Effect != Deny {
 		t.Errorf("second set: %+v", d)
+	}
+}
+
+// TestMemoLimit checks that one principal memoizes at most memoLimit
+// decisions, however large the catalogue, and still decides the rest.
+func TestMemoLimit(t *testing.T) {
+	var models []Model
+	for i := range memoLimit + 50 {
+		models = append(models, Model{Name: fmt.Sprint("m", i)})
+	}
+	cat, err := NewCatalog(models, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := compileText(t, cat, `permit (principal, action == Action::"invoke_model", resource);`)
+	for range 2 {
+		for _, m := range models {
+			if d := set.Decide(Request{Principal: alice(), Action: ActionInvokeModel, Resource: Resource{ResourceModel, m.Name}, Time: testNow}); d.Effect != Allow {
+				t.Fatalf("%s: %+v", m.Name, d)
+			}
+		}
+	}
+	if n := len(*set.principals.entry(alice(), set.needs).memo.Load()); n != memoLimit {
+		t.Errorf("%d decisions memoized, want the limit %d", n, memoLimit)
 	}
 }
