@@ -173,7 +173,7 @@ func (g *Gateway) policyResource(req action.ToolRequest) (policy.Action, policy.
 
 // toolDecision counts d and turns it into the action gateway's terms.
 func (g *Gateway) toolDecision(act policy.Action, d policy.Decision) action.Decision {
-	g.metrics.Decisions.WithLabelValues(string(act), string(d.Effect)).Inc()
+	g.metrics.Decision(string(act), string(d.Effect)).Inc()
 	out := action.Decision{Policies: d.Policies, PolicyVersion: d.Version, Reasons: []string{d.Reason}}
 	switch d.Effect {
 	case policy.Allow:

@@ -95,7 +95,7 @@ func (g *Gateway) InvokeModel(ctx context.Context, inv *model.Invocation) error 
 		Resource: policy.Resource{Type: policy.ResourceModel, ID: inv.Model},
 		Session:  snap, SourceIP: sourceIP(ctx),
 	})
-	g.metrics.Decisions.WithLabelValues(string(policy.ActionInvokeModel), string(d.Effect)).Inc()
+	g.metrics.Decision(string(policy.ActionInvokeModel), string(d.Effect)).Inc()
 	g.shadowRecords(ctx, p, sid, "invoke_model", "model:"+inv.Model, d)
 	inv.Policies, inv.PolicyVersion = d.Policies, d.Version
 	if d.Effect != policy.Allow {
@@ -169,7 +169,7 @@ func (d delegationDecider) DecideDelegation(ctx context.Context, req *delegation
 		}
 	}
 	dec := d.g.policy.Decide(ctx, policy.Request{Principal: req.Subject, Action: policy.ActionDelegate, Resource: res, SourceIP: sourceIP(ctx)})
-	d.g.metrics.Decisions.WithLabelValues(string(policy.ActionDelegate), string(dec.Effect)).Inc()
+	d.g.metrics.Decision(string(policy.ActionDelegate), string(dec.Effect)).Inc()
 	r := principalRecord(ctx, audit.KindDelegation, req.Subject)
 	r.Action, r.Resource, r.Task, r.Session = "delegate", strings.ToLower(string(res.Type))+":"+res.ID, req.Task, req.Session
 	for _, a := range req.Chain {

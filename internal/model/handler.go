@@ -699,17 +699,18 @@ func (h *Handler) finish(ctx context.Context, c *call) {
 	if target == "" {
 		target = "none"
 	}
-	h.Metrics.Requests.WithLabelValues(c.route, c.model, target, status).Inc()
-	h.Metrics.RequestDuration.WithLabelValues(c.route, c.model, target, status).Observe(elapsed.Seconds())
+	requests, duration := h.Metrics.Request(c.route, c.model, target, status)
+	requests.Inc()
+	duration.Observe(elapsed.Seconds())
 	cost := h.cost(c)
 	if c.target != "" {
-		h.Metrics.Tokens.WithLabelValues(c.model, c.target, "input").Add(float64(c.usage.Input))
-		h.Metrics.Tokens.WithLabelValues(c.model, c.target, "output").Add(float64(c.usage.Output))
+		h.Metrics.TokenCounter(c.model, c.target, "input").Add(float64(c.usage.Input))
+		h.Metrics.TokenCounter(c.model, c.target, "output").Add(float64(c.usage.Output))
 		if c.usage.CachedInput > 0 {
-			h.Metrics.Tokens.WithLabelValues(c.model, c.target, "cached").Add(float64(c.usage.CachedInput))
+			h.Metrics.TokenCounter(c.model, c.target, "cached").Add(float64(c.usage.CachedInput))
 		}
 		if cost > 0 {
-			h.Metrics.Cost.WithLabelValues(c.model, c.target).Add(cost)
+			h.Metrics.CostCounter(c.model, c.target).Add(cost)
 		}
 	}
 	p, _ := identity.FromContext(ctx)

@@ -26,6 +26,8 @@ type Metrics struct {
 	StreamsInFlight prometheus.Gauge
 	BreakerState    *prometheus.GaugeVec
 	Decisions       *prometheus.CounterVec
+
+	children metricChildren
 }
 
 // latencyBuckets reach from sub-millisecond gateway overhead to long
@@ -61,6 +63,7 @@ func NewMetrics() *Metrics {
 	}, []string{"action", "effect"})
 	m.reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamLatency, m.Tokens, m.Cost, m.StreamsInFlight, m.BreakerState, m.Decisions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.initChildren()
 	return m
 }
 
