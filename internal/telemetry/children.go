@@ -45,6 +45,12 @@ func (c *children[M]) with(n int, labels [4]string) M {
 			}
 		}
 	}
+	return c.add(n, labels)
+}
+
+// add asks the vector for a child and caches it. It is with's slow path,
+// apart so that with's labels stay on the stack.
+func (c *children[M]) add(n int, labels [4]string) M {
 	m := c.get(labels[:n]...)
 	c.mu.Lock()
 	defer c.mu.Unlock()

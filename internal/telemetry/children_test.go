@@ -106,3 +106,17 @@ func TestChildrenCache(t *testing.T) {
 		t.Errorf("a child past the limit was asked %d times, want 5 (every lookup)", got)
 	}
 }
+
+// TestChildrenCachedLookupAllocatesNothing checks that a cached child
+// costs no allocation: the label array stays on the caller's stack.
+func TestChildrenCachedLookupAllocatesNothing(t *testing.T) {
+	m := NewMetrics()
+	m.Request("/v1/chat/completions", "small", "up/small", "200")
+	m.UpstreamAttempt("up/small", "200")
+	if n := testing.AllocsPerRun(100, func() {
+		m.Request("/v1/chat/completions", "small", "up/small", "200")
+		m.UpstreamAttempt("up/small", "200")
+	}); n != 0 {
+		t.Errorf("a cached lookup allocates %.0f times", n)
+	}
+}
