@@ -43,12 +43,14 @@ import (
 
 // Gateway is one running Agate: its config, state and HTTP handler.
 type Gateway struct {
-	cfg    *config.Config
-	date   httpDate
-	log    *slog.Logger
-	store  *store.Store
-	ledger *store.Ledger
-	audit  *audit.Logger
+	cfg  *config.Config
+	date httpDate
+	// requestIDs makes the ids of requests that bring none.
+	requestIDs *telemetry.RequestIDs
+	log        *slog.Logger
+	store      *store.Store
+	ledger     *store.Ledger
+	audit      *audit.Logger
 	// auditWG counts audit records still being written, so Close waits.
 	auditWG   sync.WaitGroup
 	keys      *identity.APIKeys
@@ -84,7 +86,7 @@ const keyCacheTTL = 2 * time.Second
 
 // New builds a gateway from cfg. The caller closes it.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
-	g := &Gateway{cfg: cfg, log: log, metrics: telemetry.NewMetrics(), mux: http.NewServeMux(), quiet: &pace.Quiet{}}
+	g := &Gateway{cfg: cfg, log: log, metrics: telemetry.NewMetrics(), mux: http.NewServeMux(), quiet: &pace.Quiet{}, requestIDs: telemetry.NewRequestIDs()}
 	defer func() {
 		if err != nil {
 			// Release what was opened before the failure (the data

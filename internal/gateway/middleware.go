@@ -60,7 +60,7 @@ func (g *Gateway) withRequest(next http.Handler) http.Handler {
 		}
 		id := r.Header.Get("X-Request-Id")
 		if !telemetry.ValidRequestID(id) {
-			id = telemetry.NewRequestID()
+			id = g.requestIDs.New()
 		}
 		h := w.Header()
 		h.Set("X-Request-Id", id)
