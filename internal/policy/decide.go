@@ -71,7 +71,7 @@ func (s *Set) Decide(req Request) Decision {
 	pe := s.principals.entry(req.Principal, s.needs)
 	key, memo := s.memoKey(&req)
 	if memo {
-		if d, ok := pe.memoized(key); ok {
+		if d, ok := pe.memo.Load(key); ok {
 			return d.clone()
 		}
 	}
@@ -94,7 +94,7 @@ func (s *Set) Decide(req Request) Decision {
 	}
 	d := s.authorize(ents, creq, req.Action, req.Resource)
 	if memo {
-		pe.remember(key, d.clone())
+		pe.memo.Add(key, d.clone(), memoLimit)
 	}
 	return d
 }

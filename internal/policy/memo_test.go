@@ -119,7 +119,7 @@ func TestMemoIsUsed(t *testing.T) {
 			t.Fatalf("delegation: %+v", d)
 		}
 	}
-	if n := len(*set.principals.entry(alice(), set.needs).memo.Load()); n != 1 {
+	if n := set.principals.entry(alice(), set.needs).memo.Len(); n != 1 {
 		t.Errorf("%d decisions memoized for alice, want 1 (the model's; delegations are not)", n)
 	}
 }
@@ -159,7 +159,7 @@ func TestMemoLimit(t *testing.T) {
 			}
 		}
 	}
-	if n := len(*set.principals.entry(alice(), set.needs).memo.Load()); n != memoLimit {
+	if n := set.principals.entry(alice(), set.needs).memo.Len(); n != memoLimit {
 		t.Errorf("%d decisions memoized, want the limit %d", n, memoLimit)
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"hash/maphash"
 	"maps"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/cedar-policy/cedar-go"
 
 	"github.com/agate-gateway/agate/internal/identity"
+	"github.com/agate-gateway/agate/internal/smallmap"
 )
 
 // principalValues are the Cedar values a decision derives from its
@@ -51,48 +51,9 @@ type principalEntry struct {
 	key principalKey
 	pv  principalValues
 
-	// memo is copied on write and read without a lock: a principal
-	// decides on a few models, and a short slice is cheaper to search
-	// on a cold request than a map (see Set.memoKey).
-	memo   atomic.Pointer[[]memoEntry]
-	memoMu sync.Mutex // serializes writers of memo
-}
-
-type memoEntry struct {
-	key memoKey
-	d   Decision
-}
-
-// memoized returns the decision memoized for key.
-func (e *principalEntry) memoized(key memoKey) (Decision, bool) {
-	if m := e.memo.Load(); m != nil {
-		for i := range *m {
-			if (*m)[i].key == key {
-				return (*m)[i].d, true
-			}
-		}
-	}
-	return Decision{}, false
-}
-
-// remember memoizes d for key, unless memoLimit decisions are already.
-func (e *principalEntry) remember(key memoKey, d Decision) {
-	e.memoMu.Lock()
-	defer e.memoMu.Unlock()
-	var old []memoEntry
-	if m := e.memo.Load(); m != nil {
-		old = *m
-	}
-	if len(old) >= memoLimit {
-		return
-	}
-	for i := range old {
-		if old[i].key == key {
-			return
-		}
-	}
-	m := append(append(make([]memoEntry, 0, len(old)+1), old...), memoEntry{key: key, d: d})
-	e.memo.Store(&m)
+	// memo holds the principal's decisions that depend on nothing
+	// else; a principal decides on a few models.
+	memo smallmap.Map[memoKey, Decision]
 }
 
 // principalKey is what principalEntity and delegationRecord read of a

@@ -1,32 +1,22 @@
 package telemetry
 
 import (
-	"sync"
-	"sync/atomic"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agate-gateway/agate/internal/smallmap"
 )
 
 // children caches the children of a metric vector by their label values.
-//
 // A vector's WithLabelValues hashes the values and looks the child up in
-// a map under a lock; on a request that runs cold (a gateway at a few
-// hundred requests a second) that was several µs of CPU per request for
-// the metrics a model request updates (perf, docs/benchmarks.md, the
-// fifteenth session). A gateway's label values are few (its routes,
-// models, targets, statuses), so a short slice, copied on write and
-// searched without a lock, touches a cache line or two instead. Past
-// childLimit entries the vector is asked directly. The gateway never
-// deletes a child, so a cached one stays the vector's.
+// a map under a lock, several µs of a cold request's CPU for the metrics
+// a model request updates (perf, docs/benchmarks.md, the fifteenth
+// session); a gateway's label values are few (its routes, models,
+// targets, statuses), which a smallmap serves. Past childLimit label sets
+// the vector is asked directly. The gateway never deletes a child, so a
+// cached one stays the vector's.
 type children[M any] struct {
-	get     func(...string) M
-	entries atomic.Pointer[[]child[M]]
-	mu      sync.Mutex // serializes writers of entries
-}
-
-type child[M any] struct {
-	labels [4]string
-	m      M
+	get func(...string) M
+	m   smallmap.Map[[4]string, M]
 }
 
 // childLimit bounds a cache; past it, lookups go to the vector.
@@ -38,12 +28,8 @@ func newChildren[M any](get func(...string) M) *children[M] {
 
 // with returns the child for the first n of labels.
 func (c *children[M]) with(n int, labels [4]string) M {
-	if p := c.entries.Load(); p != nil {
-		for i := range *p {
-			if (*p)[i].labels == labels {
-				return (*p)[i].m
-			}
-		}
+	if m, ok := c.m.Load(labels); ok {
+		return m
 	}
 	return c.add(n, labels)
 }
@@ -51,23 +37,7 @@ func (c *children[M]) with(n int, labels [4]string) M {
 // add asks the vector for a child and caches it. It is with's slow path,
 // apart so that with's labels stay on the stack.
 func (c *children[M]) add(n int, labels [4]string) M {
-	m := c.get(labels[:n]...)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var old []child[M]
-	if p := c.entries.Load(); p != nil {
-		old = *p
-	}
-	for i := range old {
-		if old[i].labels == labels {
-			return old[i].m // another lookup cached it meanwhile
-		}
-	}
-	if len(old) < childLimit {
-		e := append(append(make([]child[M], 0, len(old)+1), old...), child[M]{labels: labels, m: m})
-		c.entries.Store(&e)
-	}
-	return m
+	return c.m.Add(labels, c.get(labels[:n]...), childLimit)
 }
 
 // metricChildren are the Metrics' caches, one per vector updated per

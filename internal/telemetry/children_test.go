@@ -94,7 +94,7 @@ func TestChildrenCache(t *testing.T) {
 			t.Fatalf("child %d counted %v, want 4", i, got)
 		}
 	}
-	if n := len(*c.entries.Load()); n != childLimit {
+	if n := c.m.Len(); n != childLimit {
 		t.Errorf("%d children cached, want the limit %d", n, childLimit)
 	}
 	c.with(2, [4]string{"k", "0"})
