@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agate-gateway/agate/internal/identity"
+	"github.com/agate-gateway/agate/internal/model/chunkscan"
 	"github.com/agate-gateway/agate/internal/model/provider"
 	"github.com/agate-gateway/agate/internal/model/route"
 	"github.com/agate-gateway/agate/internal/model/sse"
@@ -511,15 +512,15 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 			return endWithError(w, rc, hold, op, &Error{Status: http.StatusBadGateway, Kind: KindUpstream,
 				Message: "upstream stream interrupted", Cause: errors.Join(errStreamStarted, err)}, "the upstream stream was interrupted before it finished")
 		}
-		sr.meter.Observe(ev)
+		facts := sr.observe(ev)
 		terminal := isTerminal(op, ev)
 		finished = finished || terminal
-		if sr.stripUsage && usage.IsUsageChunk(ev.Data) {
+		if sr.stripUsage && usage.IsUsageChunkScanned(ev.Data, facts) {
 			continue
 		}
 		events = append(events[:0], ev)
 		if sr.filter != nil {
-			if events, err = sr.filter.Filter(events[:0], ev); err != nil {
+			if events, err = sr.filter.Filter(events[:0], ev, facts); err != nil {
 				e := asError(err)
 				e.Cause = errStreamStarted
 				return endWithError(w, rc, hold, op, e, e.Message)
@@ -559,6 +560,23 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 			return &Error{Status: http.StatusBadGateway, Kind: KindUpstream, Message: "upstream stream ended with an error", Cause: errStreamStarted}
 		}
 	}
+}
+
+// observe meters one event. An OpenAI chunk is scanned once, and what
+// the scan found serves the meter, the usage chunk's removal and the
+// tool-call filter alike: three searches of every event cost 15–20 µs a
+// stream when the relay runs cold (package chunkscan). An Anthropic
+// event is told by its type; its facts are zero.
+//
+//go:noinline
+func (sr *streamRelay) observe(ev sse.Event) chunkscan.Facts {
+	if sr.op == provider.OpMessages {
+		sr.meter.Observe(ev)
+		return chunkscan.Facts{}
+	}
+	f := chunkscan.Scan(ev.Data, &chunkscan.OpenAI)
+	sr.meter.ObserveScanned(ev, f)
+	return f
 }
 
 // flush is rc.Flush, kept out of relayStream's frame.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/agate-gateway/agate/internal/model/chunkscan"
 )
 
 // ToolCall is one tool call a model proposed in its response.
@@ -119,13 +121,16 @@ func (h *Handler) governResponse(ctx context.Context, inv *Invocation, anthropic
 	if h.Tools == nil {
 		return body, nil
 	}
+	// The plain spelling is searched for; a body that spells a word with
+	// an escape ("tool\u005fuse") is decoded, as every client would.
+	escaped := chunkscan.EscapedWord(body)
 	if anthropicDialect {
-		if !bytes.Contains(body, []byte(`"tool_use"`)) {
+		if !escaped && !bytes.Contains(body, []byte(`"tool_use"`)) {
 			return body, nil
 		}
 		return h.governMessage(ctx, inv, body)
 	}
-	if !bytes.Contains(body, []byte(`"tool_calls"`)) {
+	if !escaped && !bytes.Contains(body, []byte(`"tool_calls"`)) {
 		return body, nil
 	}
 	return h.governChat(ctx, inv, body)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/agate-gateway/agate/internal/model/chunkscan"
 	"github.com/agate-gateway/agate/internal/model/sse"
 )
 
@@ -14,9 +15,10 @@ import (
 // send on. ev.Data is the stream reader's buffer, valid only during the
 // call: a filter that holds an event back clones it. Appending to the
 // caller's slice keeps the common case — the event passes as it is —
-// free of allocation, which matters with a thousand streams open.
+// free of allocation, which matters with a thousand streams open. facts
+// is the relay's scan of an OpenAI chunk (zero for other dialects).
 type eventFilter interface {
-	Filter(dst []sse.Event, ev sse.Event) ([]sse.Event, error)
+	Filter(dst []sse.Event, ev sse.Event, facts chunkscan.Facts) ([]sse.Event, error)
 }
 
 // chatToolFilter holds the tool-call deltas of an OpenAI chat stream until
@@ -37,12 +39,15 @@ type pendingCall struct {
 	args     strings.Builder
 }
 
-func (f *chatToolFilter) Filter(dst []sse.Event, ev sse.Event) ([]sse.Event, error) {
+func (f *chatToolFilter) Filter(dst []sse.Event, ev sse.Event, facts chunkscan.Facts) ([]sse.Event, error) {
 	if bytes.Equal(ev.Data, []byte("[DONE]")) {
 		out, err := f.flushAll()
 		return append(append(dst, out...), ev), err
 	}
-	if len(f.pending) == 0 && !bytes.Contains(ev.Data, []byte(`"tool_calls"`)) {
+	// A chunk passes undecoded only when the scan is sure it has no
+	// tool_calls member: a member name with an escape in it
+	// ("tool\u005fcalls" is tool_calls to every JSON decoder) is decoded.
+	if len(f.pending) == 0 && !facts.ToolCalls && !facts.Odd {
 		return append(dst, ev), nil
 	}
 	var top map[string]json.RawMessage
@@ -234,7 +239,7 @@ type heldBlock struct {
 	args     strings.Builder
 }
 
-func (f *messageToolFilter) Filter(dst []sse.Event, ev sse.Event) ([]sse.Event, error) {
+func (f *messageToolFilter) Filter(dst []sse.Event, ev sse.Event, _ chunkscan.Facts) ([]sse.Event, error) {
 	switch ev.Type {
 	case "content_block_start":
 		var e struct {

@@ -6,10 +6,10 @@
 package usage
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 
+	"github.com/agate-gateway/agate/internal/model/chunkscan"
 	"github.com/agate-gateway/agate/internal/model/provider"
 	"github.com/agate-gateway/agate/internal/model/sse"
 )
@@ -106,7 +106,15 @@ func FromBody(op provider.Op, body []byte) (Usage, bool) {
 // chunk (empty choices, usage set) that include_usage adds; a gateway that
 // turned include_usage on itself drops it before the client sees it.
 func IsUsageChunk(data []byte) bool {
-	if !reportsUsage(data) {
+	return IsUsageChunkScanned(data, chunkscan.Scan(data, &chunkscan.OpenAI))
+}
+
+// IsUsageChunkScanned is IsUsageChunk of a chunk already scanned (f).
+// OpenAI puts "usage":null in every chunk of a stream that asked for
+// usage — and the gateway always asks — so a chunk whose scan found no
+// usage is answered without a decode.
+func IsUsageChunkScanned(data []byte, f chunkscan.Facts) bool {
+	if !f.Usage && !f.Odd {
 		return false
 	}
 	if u, slow, ok := usageChunk(data); !slow {
@@ -117,31 +125,6 @@ func IsUsageChunk(data []byte) bool {
 		Usage   *openaiUsage      `json:"usage"`
 	}
 	return json.Unmarshal(data, &c) == nil && len(c.Choices) == 0 && c.Usage != nil
-}
-
-// reportsUsage reports whether an OpenAI chunk may carry a usage object:
-// it has a "usage" member whose value is not null. OpenAI puts
-// "usage":null in every chunk of a stream that asked for usage — and the
-// gateway always asks — so naming the key must not cost a decode. In raw
-// JSON a "usage" followed by a colon can only be a member name (a quote
-// inside a string is escaped), so a false answer is exact; anything
-// unusual answers true and is decoded.
-func reportsUsage(data []byte) bool {
-	key := []byte(`"usage"`)
-	for rest := data; ; {
-		i := bytes.Index(rest, key)
-		if i < 0 {
-			return false
-		}
-		rest = bytes.TrimLeft(rest[i+len(key):], " \t\r\n")
-		if len(rest) == 0 || rest[0] != ':' {
-			continue // a string value "usage", not a member name
-		}
-		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
-		if !bytes.HasPrefix(rest, []byte("null")) {
-			return true
-		}
-	}
 }
 
 // Meter follows a stream's events and reports its usage when it ends.
@@ -183,27 +166,40 @@ func (m *Meter) Observe(ev sse.Event) {
 		m.observeAnthropic(ev)
 		return
 	}
-	m.observeOpenAI(ev)
+	m.ObserveScanned(ev, chunkscan.Scan(ev.Data, &chunkscan.OpenAI))
 }
 
-func (m *Meter) observeOpenAI(ev sse.Event) {
+// ObserveScanned is Observe of an OpenAI chunk already scanned (f), for a
+// relay that scans each event once for everything it needs to know.
+func (m *Meter) ObserveScanned(ev sse.Event, f chunkscan.Facts) {
 	if len(ev.Data) == 0 || ev.Data[0] != '{' {
 		return // [DONE]
 	}
-	if !reportsUsage(ev.Data) {
+	switch {
+	case f.Odd:
+		// A member name with an escape: the scan may have misread it.
+		chars, u, ok := decodeChunk(ev.Data)
+		m.chars += chars
+		m.report(u, ok)
+	case !f.Usage:
 		// The hot path: a content chunk. Its text only matters for an
 		// estimate, so it is measured without decoding the chunk.
-		m.chars += stringFieldsLen(ev.Data, "content", "refusal", "arguments")
-		return
+		m.chars += f.Text
+	default:
+		// The usage chunk that ends the stream: its choices are empty,
+		// and reading it without reflection keeps a decode off the
+		// stream's end.
+		u, slow, ok := usageChunk(ev.Data)
+		if slow {
+			var chars int
+			chars, u, ok = decodeChunk(ev.Data)
+			m.chars += chars
+		}
+		m.report(u, ok)
 	}
-	// The usage chunk that ends the stream: its choices are empty, and
-	// reading it without reflection keeps a decode off the stream's end.
-	u, slow, ok := usageChunk(ev.Data)
-	if slow {
-		var chars int
-		chars, u, ok = decodeChunk(ev.Data)
-		m.chars += chars
-	}
+}
+
+func (m *Meter) report(u *openaiUsage, ok bool) {
 	if ok && u != nil {
 		m.reported = u.usage()
 		m.haveInput, m.complete = true, true
@@ -243,7 +239,7 @@ func decodeChunk(data []byte) (chars int, u *openaiUsage, ok bool) {
 func (m *Meter) observeAnthropic(ev sse.Event) {
 	switch ev.Type {
 	case "content_block_delta":
-		m.chars += stringFieldsLen(ev.Data, "text", "partial_json", "thinking")
+		m.chars += chunkscan.Scan(ev.Data, &chunkscan.Anthropic).Text
 	case "message_start":
 		var s struct {
 			Message struct {
@@ -302,46 +298,4 @@ func (m *Meter) Usage() Usage {
 		}
 	}
 	return u
-}
-
-// stringFieldsLen returns the encoded length of every JSON string value
-// that follows one of keys ("KEY":"…") in data, without decoding data: a
-// stream's chunks are metered for the fallback estimate on every event,
-// so this is one pass over the chunk for all the keys, not one per key.
-// A member separator ":" can only sit between a name and a string value
-// (a quote inside a string is escaped), so each one found is checked
-// against the names before it.
-func stringFieldsLen(data []byte, keys ...string) int {
-	n := 0
-	sep := []byte(`":"`)
-	for {
-		i := bytes.Index(data, sep)
-		if i < 0 {
-			return n
-		}
-		name, val := data[:i], data[i+len(sep):]
-		data = val
-		match := false
-		for _, k := range keys {
-			if len(name) > len(k) && name[len(name)-len(k)-1] == '"' && string(name[len(name)-len(k):]) == k {
-				match = true
-				break
-			}
-		}
-		if !match {
-			continue
-		}
-		j := 0
-		for j < len(val) && val[j] != '"' {
-			if val[j] == '\\' {
-				j++
-			}
-			j++
-		}
-		n += min(j, len(val))
-		if j >= len(val) {
-			return n
-		}
-		data = val[j:]
-	}
 }

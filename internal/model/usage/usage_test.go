@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/agate-gateway/agate/internal/config"
+	"github.com/agate-gateway/agate/internal/model/chunkscan"
 	"github.com/agate-gateway/agate/internal/model/provider"
 	"github.com/agate-gateway/agate/internal/model/sse"
 )
@@ -173,28 +174,6 @@ func TestMeterWrite(t *testing.T) {
 	}
 }
 
-func TestStringFieldLen(t *testing.T) {
-	tests := []struct {
-		data, key string
-		want      int
-	}{
-		{`{"choices":[{"delta":{"content":"hello"}}]}`, "content", 5},
-		{`{"delta":{"content":"a\"b"}}`, "content", 4},
-		{`{"a":{"content":"x"},"b":{"content":"yz"}}`, "content", 3},
-		{`{"delta":{"content":null}}`, "content", 0},
-		{`{"delta":{"content":"unterminated`, "content", 12},
-		{`{"delta":{"content":"ends in \`, "content", 9},
-		{`{"delta":{"xcontent":"no","content":"yes"}}`, "content", 3},
-		{`{"id":"c1","delta":{"content":"say \":\" ok"}}`, "content", 12},
-		{`{"delta":{"refusal":"no","tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}`, "content refusal arguments", 2 + 9},
-	}
-	for _, tt := range tests {
-		if got := stringFieldsLen([]byte(tt.data), strings.Fields(tt.key)...); got != tt.want {
-			t.Errorf("%s: %d, want %d", tt.data, got, tt.want)
-		}
-	}
-}
-
 func BenchmarkFromChat(b *testing.B) {
 	body := []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"upstream-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there! This is a reply of about sixteen tokens, give or take a few."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28,"prompt_tokens_details":{"cached_tokens":4}}}`)
 	b.ReportAllocs()
@@ -216,28 +195,6 @@ func BenchmarkMeterUsageChunk(b *testing.B) {
 		m.Observe(ev)
 		if !m.complete || m.reported.Output != 16 {
 			b.Fatal(m.reported)
-		}
-	}
-}
-
-func TestReportsUsage(t *testing.T) {
-	tests := []struct {
-		chunk string
-		want  bool
-	}{
-		{`{"choices":[{"delta":{"content":"hi"}}]}`, false},
-		{`{"choices":[{"delta":{"content":"hi"}}],"usage":null}`, false},
-		{`{"choices":[{"delta":{"content":"hi"}}], "usage" : null }`, false},
-		{`{"choices":[{"delta":{"content":"usage"}}],"usage":null}`, false},
-		{`{"choices":[{"delta":{"content":"say \"usage\": 5"}}],"usage":null}`, false},
-		{`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}`, true},
-		{`{"choices":[],"usage" :{"prompt_tokens":3}}`, true},
-		{`{"usage":null,"x":{"usage":{"prompt_tokens":1}}}`, true},
-		{`{"usage":nul`, true}, // odd: decoded, and the decode fails
-	}
-	for _, tt := range tests {
-		if got := reportsUsage([]byte(tt.chunk)); got != tt.want {
-			t.Errorf("reportsUsage(%s) = %v, want %v", tt.chunk, got, tt.want)
 		}
 	}
 }
@@ -340,8 +297,9 @@ func oracleMeter(data []byte) [4]any {
 	if len(data) == 0 || data[0] != '{' {
 		return [4]any{m.chars, m.reported, m.haveInput, m.complete}
 	}
-	if !reportsUsage(data) {
-		m.chars += stringFieldsLen(data, "content", "refusal", "arguments")
+	// Scan's own correctness is FuzzScanMatchesDecode's (chunkscan).
+	if f := chunkscan.Scan(data, &chunkscan.OpenAI); !f.Usage && !f.Odd {
+		m.chars += f.Text
 		return [4]any{m.chars, m.reported, m.haveInput, m.complete}
 	}
 	// decodeChunk is the whole-chunk decode the meter falls back to.
@@ -357,7 +315,7 @@ func oracleMeter(data []byte) [4]any {
 }
 
 func oracleIsUsageChunk(data []byte) bool {
-	if !reportsUsage(data) {
+	if f := chunkscan.Scan(data, &chunkscan.OpenAI); !f.Usage && !f.Odd {
 		return false
 	}
 	var c struct {
