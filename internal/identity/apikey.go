@@ -71,7 +71,10 @@ type APIKeys struct {
 
 // cachedKey is a cache entry, changed only under APIKeys.mu.
 type cachedKey struct {
-	key        *store.Key
+	key *store.Key
+	// principal is key's, built once: every request with the key shares
+	// it, and nothing changes a principal once it is authenticated.
+	principal  *Principal
 	fetched    time.Time // when the read that returned key began
 	refreshing bool
 }
@@ -123,7 +126,7 @@ func (a *APIKeys) VerifyKey(ctx context.Context, key string) (*Principal, error)
 	}
 	hash := HashAPIKey(key)
 	now := a.now()
-	k, err := a.lookup(ctx, hash, now)
+	k, p, err := a.lookup(ctx, hash, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: unknown API key", ErrInvalidCredential)
 	}
@@ -136,12 +139,17 @@ func (a *APIKeys) VerifyKey(ctx context.Context, key string) (*Principal, error)
 	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
 		return nil, fmt.Errorf("%w: API key %s expired at %s", ErrInvalidCredential, k.Name, k.ExpiresAt.Format(time.RFC3339))
 	}
-	return keyPrincipal(k), nil
+	return p, nil
 }
 
-func (a *APIKeys) lookup(ctx context.Context, hash string, now time.Time) (*store.Key, error) {
+// lookup returns the key stored under hash and its principal.
+func (a *APIKeys) lookup(ctx context.Context, hash string, now time.Time) (*store.Key, *Principal, error) {
 	if a.ttl <= 0 {
-		return a.store.KeyByHash(ctx, hash)
+		k, err := a.store.KeyByHash(ctx, hash)
+		if err != nil {
+			return nil, nil, err
+		}
+		return k, keyPrincipal(k), nil
 	}
 	a.mu.Lock()
 	gen := a.gen
@@ -152,16 +160,17 @@ func (a *APIKeys) lookup(ctx context.Context, hash string, now time.Time) (*stor
 				go a.refresh(hash, gen)
 			}
 			a.mu.Unlock()
-			return c.key, nil
+			return c.key, c.principal, nil
 		}
 	}
 	a.mu.Unlock()
 	k, err := a.store.KeyByHash(ctx, hash)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	a.keep(hash, k, now, gen)
-	return k, nil
+	p := keyPrincipal(k)
+	a.keep(hash, k, p, now, gen)
+	return k, p, nil
 }
 
 // refresh reads a cached key again, off the request path. A key gone
@@ -179,7 +188,7 @@ func (a *APIKeys) refresh(hash string, gen uint64) {
 	k, err := a.store.KeyByHash(ctx, hash)
 	switch {
 	case err == nil:
-		a.keep(hash, k, began, gen)
+		a.keep(hash, k, keyPrincipal(k), began, gen)
 	case errors.Is(err, store.ErrNotFound):
 		a.mu.Lock()
 		if a.gen == gen {
@@ -189,9 +198,10 @@ func (a *APIKeys) refresh(hash string, gen uint64) {
 	}
 }
 
-// keep caches k as read by a read that began at fetched, unless Forget
-// ran since (gen) or a later read is cached already.
-func (a *APIKeys) keep(hash string, k *store.Key, fetched time.Time, gen uint64) {
+// keep caches k and its principal p as read by a read that began at
+// fetched, unless Forget ran since (gen) or a later read is cached
+// already.
+func (a *APIKeys) keep(hash string, k *store.Key, p *Principal, fetched time.Time, gen uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.gen != gen {
@@ -203,7 +213,7 @@ func (a *APIKeys) keep(hash string, k *store.Key, fetched time.Time, gen uint64)
 	if len(a.cache) >= cacheLimit {
 		a.cache = map[string]*cachedKey{}
 	}
-	a.cache[hash] = &cachedKey{key: k, fetched: fetched}
+	a.cache[hash] = &cachedKey{key: k, principal: p, fetched: fetched}
 }
 
 // Forget drops every cached key so that a revocation made through this

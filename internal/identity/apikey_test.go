@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -197,5 +198,44 @@ func TestAPIKeyForgetDropsReadsInFlight(t *testing.T) {
 	}
 	if n := ks.readCount(); n != 3 {
 		t.Fatalf("%d reads, want 3: the stale read must not have been cached", n)
+	}
+}
+
+// TestAPIKeyPrincipalFollowsTheCache: requests served from one cache
+// entry share the principal built when the key was read; a renewal that
+// reads a changed key (another team, fewer models) builds a new one.
+func TestAPIKeyPrincipalFollowsTheCache(t *testing.T) {
+	a, ks, key, now, done := keysUnderTest(t)
+	ctx := context.Background()
+	p1, err := a.VerifyKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := a.VerifyKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1 != p2 {
+		t.Error("a cached key's principal is built again for each request")
+	}
+	if p1.Subject != "key:ci" || p1.CredentialID != "k1" || p1.Scopes != nil {
+		t.Fatalf("principal %+v", p1)
+	}
+	ks.set(func(s *keyStore) {
+		k := s.keys[HashAPIKey(key)]
+		k.Team, k.Models = "search", []string{"gpt-4o"}
+	})
+	*now = now.Add(1500 * time.Millisecond)
+	a.VerifyKey(ctx, key) //nolint:errcheck // starts the renewal
+	wait(t, done, "the background read")
+	p3, err := a.VerifyKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p3 == p1 || p3.Team != "search" || !slices.Equal(p3.Scopes, []string{"tool:*", "mcp:*", "model:gpt-4o"}) {
+		t.Errorf("after the renewal: %+v", p3)
+	}
+	if p1.Team != "" || p1.Scopes != nil {
+		t.Errorf("the renewal changed the principal earlier requests hold: %+v", p1)
 	}
 }
