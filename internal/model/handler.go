@@ -300,7 +300,7 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 	// billed from the upstream's own counts; it is removed again on the way
 	// back if the client did not ask for it.
 	stripUsage := false
-	if op == provider.OpChat && fields.Stream {
+	if op == provider.OpChat && fields.Stream && !(fields.HasIncludeUsage && fields.IncludeUsage) {
 		raw, stripUsage = ensureIncludeUsage(raw)
 	}
 	req := &provider.Request{Op: op, Model: fields.Model, Body: raw, Stream: fields.Stream, Header: forwardHeaders(r.Header)}

@@ -45,58 +45,78 @@ func (e *SyntaxError) Error() string {
 const maxDepth = 10000
 
 // Peek validates b as one JSON object and returns its gateway fields.
+// One pass does both, for a request's body is read before anything can
+// go upstream; a malformed body is reported as such even when a field
+// before the fault is wrong too.
 func Peek(b []byte) (Fields, error) {
 	var f Fields
-	start, _, err := topObject(b)
-	if err != nil {
+	start := skipWS(b, 0)
+	if start == len(b) || b[start] != '{' {
+		_, _, err := topObject(b) // not an object: topObject says why
 		return f, err
 	}
 	seen := 0
-	const (
-		seenModel = 1 << iota
-		seenStream
-		seenOptions
-	)
-	_, err = eachMember(b, start, 1, func(key []byte, vs, ve int) error {
-		var bit int
-		switch string(key) {
-		case "model":
-			bit = seenModel
-			s, ok := stringValue(b[vs:ve])
-			if !ok {
-				return errors.New(`"model" must be a string`)
-			}
-			f.Model, f.HasModel = s, true
-		case "stream":
-			bit = seenStream
-			v, ok := boolValue(b[vs:ve])
-			if !ok {
-				return errors.New(`"stream" must be a boolean`)
-			}
-			f.Stream = v
-		case "stream_options":
-			bit = seenOptions
-			if err := peekStreamOptions(b, vs, ve, &f); err != nil {
-				return err
-			}
-		default:
-			for _, name := range [...]string{"model", "stream", "stream_options"} {
-				if len(key) == len(name) && strings.EqualFold(string(key), name) {
-					return fmt.Errorf("field %q is ambiguous with %q", key, name)
-				}
-			}
-			return nil
+	var fieldErr error
+	end, err := eachMember(b, start, 1, func(key []byte, vs, ve int) error {
+		if fieldErr == nil {
+			fieldErr = peekMember(b, key, vs, ve, &f, &seen)
 		}
-		if seen&bit != 0 {
-			return fmt.Errorf("duplicate field %q", key)
-		}
-		seen |= bit
 		return nil
 	})
 	if err != nil {
 		return Fields{}, err
 	}
+	if j := skipWS(b, end); j != len(b) {
+		return Fields{}, &SyntaxError{Offset: j, Msg: "data after the top-level value"}
+	}
+	if fieldErr != nil {
+		return Fields{}, fieldErr
+	}
 	return f, nil
+}
+
+// peekMember reads one top-level member into f; seen holds the fields
+// met so far, to refuse a second one.
+func peekMember(b, key []byte, vs, ve int, f *Fields, seen *int) error {
+	const (
+		seenModel = 1 << iota
+		seenStream
+		seenOptions
+	)
+	var bit int
+	switch string(key) {
+	case "model":
+		bit = seenModel
+		s, ok := stringValue(b[vs:ve])
+		if !ok {
+			return errors.New(`"model" must be a string`)
+		}
+		f.Model, f.HasModel = s, true
+	case "stream":
+		bit = seenStream
+		v, ok := boolValue(b[vs:ve])
+		if !ok {
+			return errors.New(`"stream" must be a boolean`)
+		}
+		f.Stream = v
+	case "stream_options":
+		bit = seenOptions
+		if err := peekStreamOptions(b, vs, ve, f); err != nil {
+			return err
+		}
+	default:
+		for _, name := range [...]string{"model", "stream", "stream_options"} {
+			if len(key) == len(name) && strings.EqualFold(string(key), name) {
+				return fmt.Errorf("field %q is ambiguous with %q", key, name)
+			}
+		}
+		return nil
+	}
+	if *seen&bit != 0 {
+		return fmt.Errorf("duplicate field %q", key)
+	}
+	*seen |= bit
+	return nil
 }
 
 func peekStreamOptions(b []byte, vs, ve int, f *Fields) error {
