@@ -68,6 +68,9 @@ type Gateway struct {
 	router  *route.Router
 	model   *model.Handler
 	mux     *http.ServeMux
+	// hot serves the model API's POST routes by exact path before the
+	// mux (see dispatch); it holds the same handlers the mux does.
+	hot     map[string]http.Handler
 	handler http.Handler
 	// after runs what a request leaves behind once its handler has
 	// returned: accounting and the access log line.
@@ -153,7 +156,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Gateway,
 		g.model.Tools = toolGate{g}
 	}
 	g.routes()
-	g.handler = g.withRequest(g.mux)
+	g.handler = g.withRequest(http.HandlerFunc(g.dispatch))
 	g.ready.Store(true)
 	return g, nil
 }

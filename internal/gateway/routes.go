@@ -23,9 +23,14 @@ func (g *Gateway) routes() {
 	m.HandleFunc("GET /readyz", g.readyz)
 	m.Handle("GET /metrics", g.metrics.Handler())
 
-	m.Handle("POST /v1/chat/completions", g.modelAuth(model.OpenAI, g.model.ServeChat))
-	m.Handle("POST /v1/embeddings", g.modelAuth(model.OpenAI, g.model.ServeEmbeddings))
-	m.Handle("POST /v1/messages", g.modelAuth(model.Anthropic, g.model.ServeMessages))
+	g.hot = map[string]http.Handler{
+		"/v1/chat/completions": g.modelAuth(model.OpenAI, g.model.ServeChat),
+		"/v1/embeddings":       g.modelAuth(model.OpenAI, g.model.ServeEmbeddings),
+		"/v1/messages":         g.modelAuth(model.Anthropic, g.model.ServeMessages),
+	}
+	for path, h := range g.hot {
+		m.Handle("POST "+path, h)
+	}
 	m.Handle("GET /v1/models", g.modelAuth(model.OpenAI, g.models))
 
 	if g.tokens != nil {
@@ -49,6 +54,23 @@ func (g *Gateway) routes() {
 	m.Handle("GET /admin/v1/keys", g.adminAuth(g.adminListKeys))
 	m.Handle("POST /admin/v1/keys", g.adminAuth(g.adminCreateKey))
 	m.Handle("DELETE /admin/v1/keys/{id}", g.adminAuth(g.adminRevokeKey))
+}
+
+// dispatch hands a model API call to its handler by exact method and
+// path, and every other request to the mux. The mux's pattern matching
+// runs on every request, and on an idle machine it runs cold: 4.8 µs
+// of a streamed request at 200 a second (docs/benchmarks.md, the
+// sixteenth session), against 0.24 µs warm. A path with an escape in it
+// (RawPath set) goes to the mux, which matches escaped segments its own
+// way; so do other methods, which the mux answers 405.
+func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.RawPath == "" {
+		if h, ok := g.hot[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
+	g.mux.ServeHTTP(w, r)
 }
 
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
