@@ -550,7 +550,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 			// for a client reading to the end one wake-up less. An
 			// upstream that keeps the body open gets the event sent
 			// after tailHold.
-			hold, tailHeld = holdFlush(rc, tailHold), true
+			hold, tailHeld = hold.rearm(rc, tailHold), true
 			continue
 		}
 		if errEvent {
@@ -644,14 +644,19 @@ const tailHold = 2 * time.Millisecond
 // released first: it holds a stream's headers for its first event, and
 // its last event for the end of the body. The mutex serializes the
 // timer's flush with release; after release the relay writes without it.
+// Only the relay calls its methods.
 type heldFlush struct {
 	mu    sync.Mutex
 	done  bool
 	timer *time.Timer
+	// held is set from holdFlush or rearm to release; stopped, after
+	// release, says the timer's function never started, so the timer can
+	// be armed again.
+	held, stopped bool
 }
 
 func holdFlush(rc *http.ResponseController, d time.Duration) *heldFlush {
-	h := &heldFlush{}
+	h := &heldFlush{held: true}
 	h.timer = time.AfterFunc(d, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -663,17 +668,34 @@ func holdFlush(rc *http.ResponseController, d time.Duration) *heldFlush {
 	return h
 }
 
+// rearm holds again for d, after release: the stream's last event waits
+// for the end of the body. The header hold's timer is armed again when
+// its function never ran (the usual case), which costs less than a new
+// one on a path every stream takes.
+func (h *heldFlush) rearm(rc *http.ResponseController, d time.Duration) *heldFlush {
+	if h.held || !h.stopped {
+		h.release()
+		return holdFlush(rc, d)
+	}
+	h.mu.Lock()
+	h.done = false
+	h.mu.Unlock()
+	h.held = true
+	h.timer.Reset(d)
+	return h
+}
+
 // release ends the hold: from now on the relay owns the writer. Once it
 // has returned, the timer's function either ran or will do nothing.
 func (h *heldFlush) release() {
-	if h.timer == nil {
+	if !h.held {
 		return
 	}
-	h.timer.Stop()
+	h.held = false
+	h.stopped = h.timer.Stop()
 	h.mu.Lock()
 	h.done = true
 	h.mu.Unlock()
-	h.timer = nil
 }
 
 // isTerminal reports whether ev is its dialect's last event of a stream.

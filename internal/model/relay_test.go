@@ -267,3 +267,52 @@ func TestAccountingRunsAfter(t *testing.T) {
 		})
 	}
 }
+
+// A hold armed again after release flushes once its delay has passed,
+// and not once released; a timer that has fired is not armed again.
+func TestHeldFlushRearm(t *testing.T) {
+	flushed := func(h *heldFlush, rr *httptest.ResponseRecorder) bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return rr.Flushed
+	}
+	rr := httptest.NewRecorder()
+	rc := http.NewResponseController(rr)
+	h := holdFlush(rc, time.Hour)
+	h.release()
+	if !h.stopped {
+		t.Fatal("a timer stopped before it fired is not reusable")
+	}
+	timer := h.timer
+	if h2 := h.rearm(rc, time.Millisecond); h2 != h || h.timer != timer {
+		t.Fatal("rearm made a new hold for a reusable one")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !flushed(h, rr) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !flushed(h, rr) {
+		t.Fatal("the rearmed hold never flushed")
+	}
+	h.release()
+	if h.stopped {
+		t.Fatal("a timer that fired is taken for one that did not")
+	}
+	h2 := h.rearm(rc, time.Hour)
+	if h2 == h {
+		t.Fatal("a timer whose function ran was armed again")
+	}
+	h2.release()
+
+	// Released before its delay, a rearmed hold does not flush.
+	rr = httptest.NewRecorder()
+	rc = http.NewResponseController(rr)
+	h = holdFlush(rc, time.Hour)
+	h.release()
+	h = h.rearm(rc, 20*time.Millisecond)
+	h.release()
+	time.Sleep(60 * time.Millisecond)
+	if flushed(h, rr) {
+		t.Fatal("a released hold flushed")
+	}
+}
