@@ -40,7 +40,13 @@ func main() {
 	flag.Float64Var(&o.requests, "requests", 1, "requests each process served over the recording, to report µs per request")
 	flag.StringVar(&o.root, "root", "net/http.(*Server).Serve", "inclusive table: only goroutines whose outermost frame contains this")
 	flag.IntVar(&o.top, "top", 40, "rows of each table")
+	phases := flag.String("phases", defaultPhases, "phase table: NAME=SUBSTR|SUBSTR;… — a sample of the -root goroutines belongs to the first phase with a frame containing one of its substrings")
 	flag.Parse()
+	var err error
+	if o.phases, err = parsePhases(*phases); err != nil {
+		fmt.Fprintln(os.Stderr, "cpu-split:", err)
+		os.Exit(2)
+	}
 	p, err := parse(bufio.NewReaderSize(os.Stdin, 1<<20), o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cpu-split:", err)
@@ -54,6 +60,57 @@ type options struct {
 	hz, requests float64
 	root         string
 	top          int
+	phases       []phase
+}
+
+// A phase is a part of a request's way through a proxy, told by the
+// frames of its samples. The two proxies do the same step in functions
+// of different names (Agate's readBody and the bare proxy's io.ReadAll
+// both read the body), which the inclusive table lists as differences;
+// phases set the steps side by side.
+type phase struct {
+	name string
+	subs []string
+}
+
+// defaultPhases are Agate's and the bare proxy's steps: the relay of the
+// answer (Agate's relay, httputil's copyResponse), the upstream round
+// trip, the rest of the handler (before the upstream: authentication,
+// the decision, routing; the bare proxy's request rewrite), reading the
+// request and finishing the response.
+const defaultPhases = "relay=model.(*Handler).relay|httputil.(*ReverseProxy).copyResponse;" +
+	"round trip=net/http.(*Transport).roundTrip;" +
+	"handler=net/http.serverHandler.ServeHTTP;" +
+	"read request=net/http.(*conn).readRequest;" +
+	"finish response=net/http.(*response).finishRequest"
+
+func parsePhases(s string) ([]phase, error) {
+	var ps []phase
+	for _, part := range strings.Split(s, ";") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		name, subs, ok := strings.Cut(part, "=")
+		if !ok || name == "" || subs == "" {
+			return nil, fmt.Errorf("-phases: %q is not NAME=SUBSTR|SUBSTR", part)
+		}
+		ps = append(ps, phase{name: strings.TrimSpace(name), subs: strings.Split(subs, "|")})
+	}
+	return ps, nil
+}
+
+// phaseOf is the phase frames belong to, "other" for none.
+func (o *options) phaseOf(frames []string) string {
+	for _, ph := range o.phases {
+		for _, f := range frames {
+			for _, sub := range ph.subs {
+				if strings.Contains(f, sub) {
+					return ph.name
+				}
+			}
+		}
+	}
+	return "other"
 }
 
 // profile holds sample counts for the two processes; index 0 is a, 1 is b.
@@ -63,6 +120,7 @@ type profile struct {
 	roots  [2]map[string]int
 	inRoot [2]int
 	incl   [2]map[string]int
+	phase  [2]map[string]int
 }
 
 // ignored frames say nothing about whose work a sample is.
@@ -74,7 +132,7 @@ var ignored = map[string]bool{"runtime.goexit.abi0": true, "[unknown]": true}
 func parse(r io.Reader, o options) (*profile, error) {
 	p := &profile{o: o}
 	for i := range 2 {
-		p.roots[i], p.incl[i] = map[string]int{}, map[string]int{}
+		p.roots[i], p.incl[i], p.phase[i] = map[string]int{}, map[string]int{}, map[string]int{}
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -131,6 +189,9 @@ func (p *profile) add(who int, frames []string) {
 		return
 	}
 	p.inRoot[who]++
+	if len(p.o.phases) > 0 {
+		p.phase[who][p.o.phaseOf(frames)]++
+	}
 	seen := make(map[string]bool, len(frames))
 	for _, f := range frames {
 		if !seen[f] { // recursion counts once
@@ -150,6 +211,14 @@ func (p *profile) report(w io.Writer) {
 	fmt.Fprintf(w, "| goroutine (outermost frame) | %s µs/req | %s µs/req |\n|---|---:|---:|\n", a, b)
 	for _, k := range p.rows(p.roots, func(x, y int) int { return max(x, y) }) {
 		fmt.Fprintf(w, "| %s | %.1f | %.1f |\n", k, p.us(p.roots[0][k]), p.us(p.roots[1][k]))
+	}
+	if len(p.o.phases) > 0 {
+		fmt.Fprintf(w, "\nBy phase, within goroutines whose outermost frame contains %q:\n\n", p.o.root)
+		fmt.Fprintf(w, "| phase | %s µs/req | %s µs/req | difference |\n|---|---:|---:|---:|\n", a, b)
+		for _, ph := range append(p.o.phases, phase{name: "other"}) {
+			x, y := p.us(p.phase[0][ph.name]), p.us(p.phase[1][ph.name])
+			fmt.Fprintf(w, "| %s | %.1f | %.1f | %+.1f |\n", ph.name, x, y, x-y)
+		}
 	}
 	fmt.Fprintf(w, "\nInclusive, within goroutines whose outermost frame contains %q (%.1f and %.1f µs/req), largest differences first:\n\n",
 		p.o.root, p.us(p.inRoot[0]), p.us(p.inRoot[1]))

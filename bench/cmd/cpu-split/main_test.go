@@ -12,7 +12,11 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 func testOptions() options {
-	return options{a: "agate", b: "bench-bareproxy", hz: 1000, requests: 2, root: "net/http.(*Server).Serve", top: 10}
+	phases, err := parsePhases(defaultPhases)
+	if err != nil {
+		panic(err)
+	}
+	return options{a: "agate", b: "bench-bareproxy", hz: 1000, requests: 2, root: "net/http.(*Server).Serve", top: 10, phases: phases}
 }
 
 func TestReport(t *testing.T) {
@@ -42,6 +46,12 @@ func TestReport(t *testing.T) {
 	if got := p.incl[0]["runtime.findRunnable"]; got != 0 {
 		t.Errorf("scheduler counted in the serving goroutines' table: %d", got)
 	}
+	if got := p.phase[0]["handler"]; got != 1 {
+		t.Errorf("agate handler-phase samples %d, want 1 (the decision)", got)
+	}
+	if got := p.phase[0]["relay"]; got != 1 {
+		t.Errorf("agate relay-phase samples %d, want 1", got)
+	}
 	var out bytes.Buffer
 	p.report(&out)
 	golden := filepath.Join("testdata", "report.golden")
@@ -56,6 +66,25 @@ func TestReport(t *testing.T) {
 	}
 	if out.String() != string(want) {
 		t.Errorf("report differs from %s (go test -update to rewrite):\n%s", golden, out.String())
+	}
+}
+
+func TestParsePhases(t *testing.T) {
+	ps, err := parsePhases("a=x|y; b=z;")
+	if err != nil || len(ps) != 2 || ps[0].name != "a" || len(ps[0].subs) != 2 || ps[1].subs[0] != "z" {
+		t.Fatalf("parsePhases: %+v, %v", ps, err)
+	}
+	for _, bad := range []string{"a", "=x", "a="} {
+		if _, err := parsePhases(bad); err == nil {
+			t.Errorf("parsePhases(%q) accepted", bad)
+		}
+	}
+	o := options{phases: ps}
+	if got := o.phaseOf([]string{"leaf", "has z", "has y"}); got != "a" {
+		t.Errorf("phaseOf: %q, want the first phase that matches, a", got)
+	}
+	if got := o.phaseOf([]string{"none"}); got != "other" {
+		t.Errorf("phaseOf: %q, want other", got)
 	}
 }
 
