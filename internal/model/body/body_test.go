@@ -34,6 +34,7 @@ func TestPeek(t *testing.T) {
 		{name: "bad escape", in: `{"a":"\x"}`, wantErr: "invalid JSON at byte 6: invalid escape"},
 		{name: "control char", in: "{\"a\":\"\x01\"}", wantErr: "invalid JSON at byte 6: control character in string"},
 		{name: "model not string", in: `{"model":4}`, wantErr: `"model" must be a string`},
+		{name: "syntax error after a field error", in: `{"model":4,"x":}`, wantErr: "invalid JSON at byte 15: unexpected character '}'"},
 		{name: "stream not bool", in: `{"stream":"yes"}`, wantErr: `"stream" must be a boolean`},
 		{name: "stream_options not object", in: `{"stream_options":[]}`, wantErr: `"stream_options" must be an object`},
 		{name: "include_usage not bool", in: `{"stream_options":{"include_usage":1}}`, wantErr: `"stream_options.include_usage" must be a boolean`},
