@@ -71,7 +71,7 @@ func main() {
 	flag.StringVar(&rates, "rates", "200,1000,2000", "constant rates to drive, in requests per second")
 	flag.DurationVar(&s.duration, "duration", 5*time.Second, "length of each constant-rate phase")
 	flag.DurationVar(&s.satDuration, "sat-duration", 5*time.Second, "length of each saturation phase")
-	flag.IntVar(&s.rounds, "rounds", 3, "rounds each phase is split into, the targets' order rotating")
+	flag.IntVar(&s.rounds, "rounds", 9, "rounds each phase is split into, the targets' order rotating (3 with -quick)")
 	flag.IntVar(&s.conns, "conns", 64, "connections (closed loops) in the saturation phases")
 	flag.IntVar(&s.streams, "streams", 1000, "streams held open at once in the memory phase")
 	flag.DurationVar(&s.hold, "hold", 8*time.Second, "how long each held-open stream lasts")
@@ -104,6 +104,11 @@ func main() {
 		}
 		if !set["hold"] {
 			s.hold = 6 * time.Second
+		}
+		if !set["rounds"] {
+			// Rounds of 1.5 s / 9 would be shorter than the pause
+			// between them.
+			s.rounds = 3
 		}
 		s.warmup = 500 * time.Millisecond
 	}
