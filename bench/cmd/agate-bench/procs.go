@@ -51,25 +51,21 @@ func moduleRoot() (string, error) {
 }
 
 // build compiles the upstream, the bare proxy and Agate (or its profiling
-// copy, or takes a prebuilt Agate) into dir. Agate is built as
-// `go build ./cmd/agate` builds it, with the profile-guided optimization
-// of cmd/agate/default.pgo; the profiling copy is given the same profile,
-// so that what it profiles is the build that ships. The upstream and the
-// bare proxy are plain builds.
+// copy, or takes a prebuilt Agate) into dir.
 func build(root, dir, prebuiltAgate string, profiling bool) (binaries, error) {
 	pkgs := []string{"./bench/cmd/bench-upstream", "./bench/cmd/bench-bareproxy"}
-	agateName := "agate"
-	if prebuiltAgate == "" && !profiling {
-		pkgs = append(pkgs, "./cmd/agate")
-	}
-	if err := goBuild(root, dir, pkgs...); err != nil {
-		return binaries{}, err
-	}
+	agatePkg, agateName := "./cmd/agate", "agate"
 	if profiling {
-		agateName = "agate-profile"
-		if err := goBuild(root, dir, "-pgo="+filepath.Join(root, "cmd", "agate", "default.pgo"), "./bench/cmd/agate-profile"); err != nil {
-			return binaries{}, err
-		}
+		agatePkg, agateName = "./bench/cmd/agate-profile", "agate-profile"
+	}
+	if prebuiltAgate == "" || profiling {
+		pkgs = append(pkgs, agatePkg)
+	}
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return binaries{}, fmt.Errorf("go build %s: %w", strings.Join(pkgs, " "), err)
 	}
 	b := binaries{
 		upstream:  filepath.Join(dir, "bench-upstream"),
@@ -81,17 +77,6 @@ func build(root, dir, prebuiltAgate string, profiling bool) (binaries, error) {
 		b.agate = prebuiltAgate
 	}
 	return b, nil
-}
-
-// goBuild runs go build with args in root, writing the binaries to dir.
-func goBuild(root, dir string, args ...string) error {
-	cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, args...)...)
-	cmd.Dir = root
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build %s: %w", strings.Join(args, " "), err)
-	}
-	return nil
 }
 
 // start runs bin with args, its stderr (and, unless addrLine, its stdout)
