@@ -549,8 +549,14 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 			// write when the handler returns: a system call less, and
 			// for a client reading to the end one wake-up less. An
 			// upstream that keeps the body open gets the event sent
-			// after tailHold.
-			hold, tailHeld = hold.rearm(rc, tailHold), true
+			// after tailHold. When the body's end came with the event
+			// (rd.Ended), the next read returns at once: no timer to
+			// arm and stop, and no wake-up of the network poller that
+			// arming it can cost.
+			tailHeld = true
+			if !rd.Ended() {
+				hold = hold.rearm(rc, tailHold)
+			}
 			continue
 		}
 		if errEvent {

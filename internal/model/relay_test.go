@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/agate-gateway/agate/internal/config"
@@ -25,11 +26,21 @@ type gatedRouter struct {
 	body string
 	gate chan struct{}
 	open chan struct{}
+	// endWithBody, if set, has the body's last bytes come with its end
+	// (io.EOF) in one read, as they often do from a real connection;
+	// gate and open are not used.
+	endWithBody bool
 }
 
 func (g *gatedRouter) Has(string) bool  { return true }
 func (g *gatedRouter) Models() []string { return []string{"m"} }
 func (g *gatedRouter) Do(context.Context, string, *provider.Request) (*route.Result, error) {
+	if g.endWithBody {
+		return &route.Result{
+			Target:   config.Target{Provider: "p", Model: "m"},
+			Response: &provider.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: io.NopCloser(iotest.DataErrReader(strings.NewReader(g.body)))},
+		}, nil
+	}
 	pr, pw := io.Pipe()
 	go func() {
 		<-g.gate
@@ -104,24 +115,36 @@ func (f *flushRecorder) Flush()                      { f.flushes = append(f.flus
 
 // The relay does not flush a stream's last event when the upstream's body
 // ends right after it: that event is left for the handler's return, which
-// sends it with the end of the chunked body in one write.
+// sends it with the end of the chunked body in one write. So it is whether
+// the end is read after the event (the tail hold waits for it) or with it
+// (nothing to wait for).
 func TestStreamLastEventLeavesWithTheEnd(t *testing.T) {
-	gate := make(chan struct{})
-	close(gate)
-	rt := &gatedRouter{body: twoEvents, gate: gate}
-	h := &Handler{Router: rt, Metrics: telemetry.NewMetrics(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20}
-	w := &flushRecorder{header: http.Header{}}
-	r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
-	h.ServeChat(w, r.WithContext(identity.NewContext(r.Context(), &identity.Principal{Subject: "u"})))
-	body := w.body.String()
-	done := strings.Index(body, "data: [DONE]")
-	if w.status != 200 || done < 0 {
-		t.Fatalf("status %d, body %q", w.status, body)
-	}
-	for _, at := range w.flushes {
-		if at > done {
-			t.Fatalf("last event flushed by the relay (flushes at %v, [DONE] at %d)", w.flushes, done)
-		}
+	for _, tc := range []struct {
+		name        string
+		endWithBody bool
+	}{
+		{"end read after the last event", false},
+		{"end read with the last event", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := make(chan struct{})
+			close(gate)
+			rt := &gatedRouter{body: twoEvents, gate: gate, endWithBody: tc.endWithBody}
+			h := &Handler{Router: rt, Metrics: telemetry.NewMetrics(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1 << 20}
+			w := &flushRecorder{header: http.Header{}}
+			r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+			h.ServeChat(w, r.WithContext(identity.NewContext(r.Context(), &identity.Principal{Subject: "u"})))
+			body := w.body.String()
+			done := strings.Index(body, "data: [DONE]")
+			if w.status != 200 || done < 0 || !strings.HasSuffix(body, "data: [DONE]\n\n") {
+				t.Fatalf("status %d, body %q", w.status, body)
+			}
+			for _, at := range w.flushes {
+				if at > done {
+					t.Fatalf("last event flushed by the relay (flushes at %v, [DONE] at %d)", w.flushes, done)
+				}
+			}
+		})
 	}
 }
 

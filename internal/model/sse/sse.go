@@ -102,6 +102,12 @@ func (r *Reader) Buffered() bool {
 	return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\r\r"))
 }
 
+// Ended reports whether the source has ended (or failed) and will not be
+// read again: what is left of the stream is in the buffer, so the next
+// calls do not wait. A relay that has the stream's last event and sees
+// its source ended need not wait for the end with a timer.
+func (r *Reader) Ended() bool { return r.srcErr != nil }
+
 // Next returns the next event. At the end of the stream it returns io.EOF;
 // an event whose final blank line is missing when the stream ends is still
 // returned first, so that a relay can judge it (the spec would drop it). A

@@ -269,6 +269,38 @@ func TestBuffered(t *testing.T) {
 	}
 }
 
+// Ended says whether the source has reported its end: with the last
+// bytes (as a connection's reader often does) or on a read of its own.
+func TestEnded(t *testing.T) {
+	const in = "data: a\n\ndata: b\n\n"
+	for _, tc := range []struct {
+		name string
+		src  io.Reader
+		// wantAfter is Ended after each Next: a, b, then io.EOF.
+		wantAfter [3]bool
+	}{
+		{"end with the data", iotest.DataErrReader(strings.NewReader(in)), [3]bool{true, true, true}},
+		{"end on a read of its own", strings.NewReader(in), [3]bool{false, false, true}},
+		{"an event a read", &eventAtATime{events: []string{"data: a\n\n", "data: b\n\n"}}, [3]bool{false, false, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(tc.src, 0)
+			if r.Ended() {
+				t.Fatal("Ended before the first read")
+			}
+			for i, want := range tc.wantAfter {
+				_, err := r.Next()
+				if (i == 2) != (err == io.EOF) {
+					t.Fatalf("Next %d: %v", i, err)
+				}
+				if got := r.Ended(); got != want {
+					t.Errorf("after Next %d: Ended() = %v, want %v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
 // Buffered knows every line ending the spec allows.
 func TestBufferedLineEndings(t *testing.T) {
 	for _, tt := range []struct {
