@@ -83,7 +83,7 @@ type Limits struct {
 type Runtime struct {
 	// GCHeapFloorBytes is the heap size below which the garbage collector
 	// does not run (default 16 MiB; 0 leaves the collector at GOGC=100).
-	// Above it the collector runs as with GOGC=100. Its pages are mapped
+	// Above it the collector runs as with GOGC=50. Its pages are mapped
 	// at start (heapfloor.Start). It is ignored when GOGC or GOMEMLIMIT is
 	// set in the environment.
 	GCHeapFloorBytes int64 `yaml:"gc_heap_floor_bytes"`

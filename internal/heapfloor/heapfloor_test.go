@@ -28,10 +28,10 @@ func TestLimitFor(t *testing.T) {
 			want: 32*mib + 4*mib + 1*mib + 1*mib, // goal, held, unused, the runtime's 1 MiB headroom
 		},
 		{
-			name:  "large live heap: what GOGC=100 allows",
+			name:  "large live heap: what GOGC=50 allows",
 			floor: 32 * mib,
 			m:     memory{live: 40 * mib, stacks: 3 * mib, globals: 1 * mib, total: 60 * mib, objects: 45 * mib, unused: 2 * mib, free: 5 * mib, released: 0},
-			want:  (40+40+3+1)*mib + 8*mib + 2*mib + (40+40+3+1)*mib/100*3, // 3 % headroom above 33 MiB
+			want:  (40+22)*mib + 8*mib + 2*mib + (40+22)*mib/100*3, // 3 % headroom above 33 MiB
 		},
 		{
 			name:  "counters read apart: held memory never negative",
@@ -112,9 +112,10 @@ func TestFloorCutsCollections(t *testing.T) {
 	}
 }
 
-// TestLargeHeapAsGOGC100: once twice the live heap is above the floor the
-// limit follows the live heap, as GOGC=100 would, not the floor.
-func TestLargeHeapAsGOGC100(t *testing.T) {
+// TestLargeHeapAsGOGC50: once one and a half times the live heap is above
+// the floor the limit follows the live heap, as GOGC=50 would, not the
+// floor.
+func TestLargeHeapAsGOGC50(t *testing.T) {
 	tu := Start(16 * mib)
 	defer tu.Stop()
 	live := make([][]byte, 48)
@@ -126,14 +127,15 @@ func TestLargeHeapAsGOGC100(t *testing.T) {
 	var l int64
 	for time.Now().Before(deadline) {
 		runtime.GC()
-		if l = tu.Limit(); l >= 96*mib {
+		if l = tu.Limit(); l >= 72*mib {
 			break
 		}
 		time.Sleep(10 * time.Millisecond) // the finalizer runs after the cycle
 	}
 	runtime.KeepAlive(live)
-	if l < 96*mib || l > 160*mib {
-		t.Fatalf("limit %d MiB with 48 MiB live, want about twice the live heap (96 to 160 MiB)", l/mib)
+	t.Logf("limit %d MiB with 48 MiB live", l/mib)
+	if l < 72*mib || l > 95*mib {
+		t.Fatalf("limit %d MiB with 48 MiB live, want about one and a half times the live heap (72 to 95 MiB; GOGC=100 would be 96 or more)", l/mib)
 	}
 }
 
