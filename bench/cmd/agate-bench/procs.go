@@ -63,6 +63,11 @@ func build(root, dir, prebuiltAgate string, profiling bool) (binaries, error) {
 	}
 	cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
 	cmd.Dir = root
+	// Built as a release is, static: with cgo a Go binary maps the C
+	// library and its loader, which Agate does not need (its SQLite is
+	// pure Go): 1.3 MiB of its resident memory, mapped from the start.
+	// All three targets are built alike.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return binaries{}, fmt.Errorf("go build %s: %w", strings.Join(pkgs, " "), err)

@@ -212,6 +212,11 @@ func (r *results) write(w io.Writer) {
 	fmt.Fprintf(w, "- source: %s\n", m.commit)
 	fmt.Fprintf(w, "- run: %s; per target: constant-rate phases %v, saturation %v with %d connections, each in %d rounds with the targets' order rotating; %d streams of %v (a chunk per %v); upstream latency %v; the run took %v\n",
 		map[bool]string{true: "-quick", false: "full"}[s.quick], s.duration, s.satDuration, s.conns, s.rounds, s.streams, s.hold, s.holdInterval, s.latency, r.elapsed.Round(time.Second))
+	if s.prebuiltAgate != "" && s.profileDir == "" {
+		fmt.Fprintf(w, "- agate: the prebuilt %s; the upstream and the bare proxy built static (CGO_ENABLED=0)\n", s.prebuiltAgate)
+	} else {
+		fmt.Fprintf(w, "- binaries: built static (CGO_ENABLED=0), as for a release\n")
+	}
 	if len(s.agateEnv) > 0 {
 		fmt.Fprintf(w, "- agate's extra environment: %s\n", strings.Join(s.agateEnv, " "))
 	}
