@@ -227,7 +227,30 @@ func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("%s: commit: %w", s.name, err)
 	}
+	if !s.postgres && pace.FromContext(ctx) != nil {
+		// A paced batch has no waiter: the commit is followed, after a
+		// rest, by a checkpoint of what it wrote (see checkpointWAL).
+		pace.Pause(ctx)
+		checkpointWAL(ctx, s.db)
+	}
 	return nil
+}
+
+// checkpointWAL copies the frames in db's WAL back into the database
+// (a passive checkpoint: it takes no lock that a reader or writer waits
+// on, and copies what no reader still needs).
+//
+// Left to SQLite, the checkpoint runs inside the commit that brings the
+// WAL to 1000 pages: 4 MB copied in one call, about 8 ms of CPU at once,
+// every few thousand model requests, on whatever requests are in flight
+// then. Run after each group commit nobody waits on, paced like it, it
+// copies one commit's pages (about 0.2 ms plus 2 µs a record), the WAL
+// starts over at its beginning on the next commit, and SQLite's own
+// checkpoint is left for the commits that are not paced (a waiter, a
+// backlog). A failure here loses nothing: the frames stay in the WAL
+// for the next checkpoint.
+func checkpointWAL(ctx context.Context, db *sql.DB) {
+	_, _ = db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 }
 
 // insertStmt returns the prepared INSERT of n rows, preparing it once per

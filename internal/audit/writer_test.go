@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/agate-gateway/agate/internal/pace"
 	"github.com/agate-gateway/agate/internal/sqlbatch"
 )
 
@@ -449,4 +450,52 @@ func TestSQLiteStatementSizes(t *testing.T) {
 			t.Errorf("an INSERT of %d rows was prepared; sizes are %v", n, sizes)
 		}
 	}
+}
+
+// TestSQLitePacedWriteCheckpoints: a paced batch (a group commit nobody
+// waits on) is followed by a checkpoint of what it wrote, so that the
+// database file holds the records and SQLite's own checkpoint of 1000
+// pages at once never comes due; a batch someone waits on leaves its
+// pages in the WAL.
+func TestSQLitePacedWriteCheckpoints(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		paced bool
+	}{{"paced", true}, {"unpaced", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.db")
+			w, err := OpenSQLite(context.Background(), path, "agate_audit", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			ctx := context.Background()
+			// Bring the schema into the database file first, so that
+			// what follows measures only the records.
+			if _, err := w.(*sqlStore).db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+				t.Fatal(err)
+			}
+			before := fileSize(t, path)
+			if tc.paced {
+				ctx = pace.WithPacer(ctx, pace.New(0))
+			}
+			c := newTestChain(t)
+			if err := w.Write(ctx, Batch{Records: c.next(t, 200)}); err != nil {
+				t.Fatal(err)
+			}
+			after := fileSize(t, path)
+			if grew := after > before; grew != tc.paced {
+				t.Fatalf("database file %d → %d bytes after a write of 200 records; want it to grow: %v", before, after, tc.paced)
+			}
+		})
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }
