@@ -452,16 +452,22 @@ func TestSQLiteStatementSizes(t *testing.T) {
 	}
 }
 
-// TestSQLitePacedWriteCheckpoints: a paced batch (a group commit nobody
-// waits on) is followed by a checkpoint of what it wrote, so that the
-// database file holds the records and SQLite's own checkpoint of 1000
-// pages at once never comes due; a batch someone waits on leaves its
-// pages in the WAL.
+// TestSQLitePacedWriteCheckpoints: once checkpointRecords have been
+// committed, a paced batch (a group commit nobody waits on) is followed
+// by a checkpoint, so that the database file holds the records and
+// SQLite's own checkpoint of 1000 pages at once never comes due; fewer
+// records, or a batch someone waits on, leave their pages in the WAL.
 func TestSQLitePacedWriteCheckpoints(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		paced bool
-	}{{"paced", true}, {"unpaced", false}} {
+		name    string
+		paced   bool
+		records int
+		grows   bool
+	}{
+		{"paced, enough records", true, checkpointRecords, true},
+		{"paced, one record short", true, checkpointRecords - 1, false},
+		{"unpaced", false, 2 * checkpointRecords, false},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "audit.db")
 			w, err := OpenSQLite(context.Background(), path, "agate_audit", true)
@@ -480,12 +486,16 @@ func TestSQLitePacedWriteCheckpoints(t *testing.T) {
 				ctx = pace.WithPacer(ctx, pace.New(0))
 			}
 			c := newTestChain(t)
-			if err := w.Write(ctx, Batch{Records: c.next(t, 200)}); err != nil {
-				t.Fatal(err)
+			// Two batches: the count runs across commits.
+			first := tc.records / 2
+			for _, n := range []int{first, tc.records - first} {
+				if err := w.Write(ctx, Batch{Records: c.next(t, n)}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			after := fileSize(t, path)
-			if grew := after > before; grew != tc.paced {
-				t.Fatalf("database file %d → %d bytes after a write of 200 records; want it to grow: %v", before, after, tc.paced)
+			if grew := after > before; grew != tc.grows {
+				t.Fatalf("database file %d → %d bytes after %d records; want it to grow: %v", before, after, tc.records, tc.grows)
 			}
 		})
 	}

@@ -30,6 +30,9 @@ type Store struct {
 
 	mu      sync.Mutex
 	inserts map[int]*sql.Stmt // the ledger's multi-row INSERTs, by rows
+	// unchecked counts the usage entries committed since the last
+	// checkpoint (see RecordUsage); under mu.
+	unchecked int
 }
 
 // OpenSQLite opens (creating if needed) the SQLite database at path.

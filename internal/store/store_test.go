@@ -183,14 +183,10 @@ func TestRecordUsageChunks(t *testing.T) {
 			if err := s.RecordUsage(pace.WithPacer(ctx, p), entries); err != nil {
 				t.Fatal(err)
 			}
-			// 71 entries: two statements of 32, then 4, 2 and 1; then the
-			// commit, and on SQLite a checkpoint after a rest.
-			rests := 5
-			if name == "sqlite" {
-				rests = 6
-			}
-			if p.Rests() != rests {
-				t.Errorf("a paced write of 5 statements rested %d times, want %d", p.Rests(), rests)
+			// 71 entries: two statements of 32, then 4, 2 and 1 (too few
+			// to checkpoint after).
+			if p.Rests() != 5 {
+				t.Errorf("a paced write of 5 statements rested %d times, want 5", p.Rests())
 			}
 			if err := s.RecordUsage(ctx, entries); err != nil {
 				t.Fatal(err)
@@ -269,15 +265,22 @@ func TestLedgerPreparesInserts(t *testing.T) {
 	}
 }
 
-// TestRecordUsagePacedCheckpoints: a paced flush (the Ledger's) is
-// followed by a checkpoint, so the database file holds its entries and
-// SQLite's own checkpoint of 1000 pages at once never comes due; an
-// unpaced write leaves its pages in the WAL.
+// TestRecordUsagePacedCheckpoints: once checkpointEntries have been
+// committed, a paced flush (the Ledger's) is followed by a checkpoint, so
+// the database file holds the entries and SQLite's own checkpoint of
+// 1000 pages at once never comes due; fewer entries, or an unpaced
+// write, leave their pages in the WAL.
 func TestRecordUsagePacedCheckpoints(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		paced bool
-	}{{"paced", true}, {"unpaced", false}} {
+		name    string
+		paced   bool
+		entries int
+		grows   bool
+	}{
+		{"paced, enough entries", true, checkpointEntries, true},
+		{"paced, one entry short", true, checkpointEntries - 1, false},
+		{"unpaced", false, 2 * checkpointEntries, false},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			path := filepath.Join(t.TempDir(), "agate.db")
@@ -297,18 +300,22 @@ func TestRecordUsagePacedCheckpoints(t *testing.T) {
 				return fi.Size()
 			}
 			before := size()
-			entries := make([]UsageEntry, 300)
-			for i := range entries {
-				entries[i] = UsageEntry{RequestID: fmt.Sprint("req-", i), Time: time.Now(), KeyID: "k", Model: "m", Status: 200}
-			}
 			if tc.paced {
 				ctx = pace.WithPacer(ctx, pace.New(0))
 			}
-			if err := s.RecordUsage(ctx, entries); err != nil {
-				t.Fatal(err)
+			// Two flushes: the count runs across them.
+			first := tc.entries / 2
+			for i, n := range []int{first, tc.entries - first} {
+				entries := make([]UsageEntry, n)
+				for j := range entries {
+					entries[j] = UsageEntry{RequestID: fmt.Sprint("req-", i, "-", j), Time: time.Now(), KeyID: "k", Model: "m", Status: 200}
+				}
+				if err := s.RecordUsage(ctx, entries); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if grew := size() > before; grew != tc.paced {
-				t.Fatalf("database file %d → %d bytes after 300 entries; want it to grow: %v", before, size(), tc.paced)
+			if grew := size() > before; grew != tc.grows {
+				t.Fatalf("database file %d → %d bytes after %d entries; want it to grow: %v", before, size(), tc.entries, tc.grows)
 			}
 		})
 	}
