@@ -33,9 +33,7 @@ type sqlStore struct {
 
 	mu      sync.Mutex
 	inserts map[int]*sql.Stmt // prepared multi-row INSERTs by row count
-	// unchecked counts the records committed since the last checkpoint
-	// (see checkpointWAL); under mu.
-	unchecked int
+	wal     *sqlbatch.WAL     // SQLite's checkpoints; nil on PostgreSQL
 }
 
 var (
@@ -85,6 +83,7 @@ func OpenSQLite(ctx context.Context, path, table string, create bool) (Writer, e
 	}
 	db.SetMaxOpenConns(4)
 	s := &sqlStore{db: db, inserts: map[int]*sql.Stmt{}, name: "sqlite:" + path, records: table + "_records", ckpts: table + "_checkpoints"}
+	s.wal = sqlbatch.NewWAL(db, checkpointRecords)
 	if err := s.init(ctx, create); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("audit database %s: %w", path, err)
@@ -230,12 +229,9 @@ func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("%s: commit: %w", s.name, err)
 	}
-	if !s.postgres && s.checkpointDue(len(b.Records), pace.FromContext(ctx) != nil) {
-		// A paced batch has no waiter: after a rest, the WAL is copied
-		// into the database file (see checkpointWAL).
-		pace.Pause(ctx)
-		checkpointWAL(ctx, s.db)
-	}
+	// A paced batch has no waiter: after a rest, the WAL may be copied
+	// into the database file (see sqlbatch.WAL).
+	s.wal.Committed(ctx, len(b.Records))
 	return nil
 }
 
@@ -247,37 +243,6 @@ func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 // p50 at 200 req/s, plain and streaming, in three pairs of four, and no
 // row moved the other way beyond the noise.
 const checkpointRecords = 100
-
-// checkpointDue counts n committed records and reports whether this
-// commit, paced or not, should checkpoint the WAL; when it should, the
-// count starts over.
-func (s *sqlStore) checkpointDue(n int, paced bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.unchecked += n
-	if !paced || s.unchecked < checkpointRecords {
-		return false
-	}
-	s.unchecked = 0
-	return true
-}
-
-// checkpointWAL copies the frames in db's WAL back into the database
-// (a passive checkpoint: it takes no lock that a reader or writer waits
-// on, and copies what no reader still needs).
-//
-// Left to SQLite, the checkpoint runs inside the commit that brings the
-// WAL to 1000 pages: 4 MB copied in one call, about 8 ms of CPU at once,
-// every few thousand model requests, on whatever requests are in flight
-// then. Run after a group commit nobody waits on, paced like it, once
-// checkpointRecords have gathered, it copies a few hundred records'
-// pages, the WAL starts over at its beginning on the next commit, and
-// SQLite's own checkpoint is left for a WAL that commits with waiters or
-// backlogs have filled. A failure here loses nothing: the frames stay in
-// the WAL for the next checkpoint.
-func checkpointWAL(ctx context.Context, db *sql.DB) {
-	_, _ = db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-}
 
 // insertStmt returns the prepared INSERT of n rows, preparing it once per
 // n: Write uses the few sizes of sqlbatch.Sizes(rowsPerInsert).

@@ -1,7 +1,8 @@
-// Package sqlbatch cuts a batch of rows into multi-row INSERT statements
-// of a few fixed sizes, so that the writers that batch rows (the audit
-// trail's group commits, the usage ledger's flushes) prepare each size
-// once and reuse it.
+// Package sqlbatch serves the writers that commit rows in batches (the
+// audit trail's group commits, the usage ledger's flushes). It cuts a
+// batch into multi-row INSERT statements of a few fixed sizes, so that
+// each size is prepared once and reused, and it checkpoints a SQLite
+// writer's WAL after its paced commits (see WAL).
 //
 // Cut into full statements and one statement for the rest, a batch of n
 // rows needs a statement of n mod max rows: any size from 1 to max-1

@@ -51,3 +51,28 @@ func TestSizesCoverNext(t *testing.T) {
 		}
 	}
 }
+
+// TestWALDue: only a paced commit checkpoints, once every rows have
+// gathered, counting unpaced commits too; the count then starts over.
+func TestWALDue(t *testing.T) {
+	w := NewWAL(nil, 10)
+	steps := []struct {
+		n     int
+		paced bool
+		want  bool
+	}{
+		{4, true, false},
+		{5, true, false},   // 9
+		{3, false, false},  // 12, but nobody may be kept waiting
+		{1, true, true},    // 13: checkpoint, count starts over
+		{9, true, false},   // 9
+		{1, true, true},    // 10
+		{0, true, false},   // 0
+		{25, false, false}, // a backlog: left to SQLite
+	}
+	for i, s := range steps {
+		if got := w.due(s.n, s.paced); got != s.want {
+			t.Fatalf("step %d (%d rows, paced %v): due %v, want %v", i, s.n, s.paced, got, s.want)
+		}
+	}
+}

@@ -18,6 +18,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+
+	"github.com/agate-gateway/agate/internal/sqlbatch"
 )
 
 // ErrNotFound is returned when a key or row does not exist.
@@ -30,9 +32,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	inserts map[int]*sql.Stmt // the ledger's multi-row INSERTs, by rows
-	// unchecked counts the usage entries committed since the last
-	// checkpoint (see RecordUsage); under mu.
-	unchecked int
+	wal     *sqlbatch.WAL     // SQLite's checkpoints; nil on PostgreSQL
 }
 
 // OpenSQLite opens (creating if needed) the SQLite database at path.
@@ -47,7 +47,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	}
 	// One writer at a time is what SQLite allows; readers share the pool.
 	db.SetMaxOpenConns(4)
-	s := &Store{db: db, driver: "sqlite"}
+	s := &Store{db: db, driver: "sqlite", wal: sqlbatch.NewWAL(db, checkpointEntries)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrate sqlite %s: %w", path, err)

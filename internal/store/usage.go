@@ -85,16 +85,9 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record usage: %w", err)
 	}
-	if s.driver != "postgres" && s.checkpointDue(len(entries), pace.FromContext(ctx) != nil) {
-		// After a rest, a passive checkpoint copies what the last flushes
-		// wrote into the database file. SQLite would otherwise do it
-		// inside the commit that brings the WAL to 1000 pages, 4 MB in
-		// one call, about 8 ms of CPU at once on the requests in flight.
-		// A failure loses nothing: the frames stay in the WAL for the
-		// next one.
-		pace.Pause(ctx)
-		_, _ = s.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-	}
+	// A paced flush has no waiter: after a rest, the WAL may be copied
+	// into the database file (see sqlbatch.WAL).
+	s.wal.Committed(ctx, len(entries))
 	return nil
 }
 
@@ -104,20 +97,6 @@ func (s *Store) RecordUsage(ctx context.Context, entries []UsageEntry) error {
 // every flush it was over a quarter of the ledger's CPU at 200 requests
 // a second.
 const checkpointEntries = 1000
-
-// checkpointDue counts n committed entries and reports whether this
-// write, paced or not, should checkpoint the WAL; when it should, the
-// count starts over.
-func (s *Store) checkpointDue(n int, paced bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.unchecked += n
-	if !paced || s.unchecked < checkpointEntries {
-		return false
-	}
-	s.unchecked = 0
-	return true
-}
 
 // prepareUsageInserts prepares the INSERT of every size RecordUsage uses,
 // so that the first flushes, which come with the first requests, do not
