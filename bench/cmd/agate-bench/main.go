@@ -62,6 +62,7 @@ type settings struct {
 	phases        map[string]bool
 	modes         []bool // of the rate and saturation phases: false plain, true streaming
 	agateEnv      []string
+	agateYAML     string
 }
 
 func main() {
@@ -88,6 +89,7 @@ func main() {
 		s.agateEnv = append(s.agateEnv, v)
 		return nil
 	})
+	flag.StringVar(&s.agateYAML, "agate-yaml", "", "append this YAML file to Agate's generated config, e.g. to measure another audit writer")
 	phases := flag.String("phases", "rate,saturation,streams", "which phases to run, of rate, saturation and streams")
 	modes := flag.String("modes", "plain,streaming", "which requests the rate and saturation phases send, of plain and streaming")
 	flag.Parse()
@@ -339,7 +341,15 @@ func (b *bench) startAll(bins binaries, work string) error {
 	}
 	dataDir := filepath.Join(work, "agate-data")
 	cfgPath := filepath.Join(work, "agate.yaml")
-	if err := os.WriteFile(cfgPath, []byte(agateConfig(port, dataDir, up.base)), 0o600); err != nil {
+	cfg := agateConfig(port, dataDir, up.base)
+	if b.s.agateYAML != "" {
+		extra, err := os.ReadFile(b.s.agateYAML)
+		if err != nil {
+			return fmt.Errorf("agate-yaml: %w", err)
+		}
+		cfg += "# From " + b.s.agateYAML + ":\n" + string(extra)
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
 	pprofAddr := ""

@@ -217,6 +217,9 @@ func (r *results) write(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "- binaries: built static (CGO_ENABLED=0), as for a release\n")
 	}
+	if s.agateYAML != "" {
+		fmt.Fprintf(w, "- agate's config has %s appended\n", s.agateYAML)
+	}
 	if len(s.agateEnv) > 0 {
 		fmt.Fprintf(w, "- agate's extra environment: %s\n", strings.Join(s.agateEnv, " "))
 	}

@@ -146,6 +146,23 @@ func TestReportListsSettleWaits(t *testing.T) {
 	}
 }
 
+// A run whose Agate had extra config appended says so: its figures are
+// not those of the default configuration.
+func TestReportNamesAppendedConfig(t *testing.T) {
+	r := &results{settings: settings{rates: []int{200}, conns: 64, streams: 10, rounds: 1}, idleRSS: map[string]int64{}}
+	var b strings.Builder
+	r.write(&b)
+	if strings.Contains(b.String(), "appended") {
+		t.Errorf("a run with the default config reports an appended one:\n%s", b.String())
+	}
+	r.settings.agateYAML = "jsonl-audit.yaml"
+	b.Reset()
+	r.write(&b)
+	if want := "- agate's config has jsonl-audit.yaml appended\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, b.String())
+	}
+}
+
 func TestParseModes(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
