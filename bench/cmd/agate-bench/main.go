@@ -341,13 +341,9 @@ func (b *bench) startAll(bins binaries, work string) error {
 	}
 	dataDir := filepath.Join(work, "agate-data")
 	cfgPath := filepath.Join(work, "agate.yaml")
-	cfg := agateConfig(port, dataDir, up.base)
-	if b.s.agateYAML != "" {
-		extra, err := os.ReadFile(b.s.agateYAML)
-		if err != nil {
-			return fmt.Errorf("agate-yaml: %w", err)
-		}
-		cfg += "# From " + b.s.agateYAML + ":\n" + string(extra)
+	cfg, err := appendConfig(agateConfig(port, dataDir, up.base), b.s.agateYAML)
+	if err != nil {
+		return err
 	}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
@@ -421,6 +417,22 @@ prices:
   upstream-model: {input: 0.15, output: 0.60}
   upstream-slow: {input: 0.15, output: 0.60}
 `, port, dataDir, upstream)
+}
+
+// appendConfig appends the YAML file at path (-agate-yaml) to cfg, on a
+// line of its own; with no path it returns cfg.
+func appendConfig(cfg, path string) (string, error) {
+	if path == "" {
+		return cfg, nil
+	}
+	extra, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("agate-yaml: %w", err)
+	}
+	if !strings.HasSuffix(cfg, "\n") {
+		cfg += "\n"
+	}
+	return cfg + "# From " + path + ":\n" + string(extra), nil
 }
 
 // The request bodies: the same bytes go to every target.
