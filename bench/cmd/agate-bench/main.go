@@ -70,7 +70,7 @@ func main() {
 	var rates string
 	flag.BoolVar(&s.quick, "quick", false, "short run (1.5 to 2.5 minutes): shorter phases, same shape")
 	flag.StringVar(&rates, "rates", "200,1000,2000", "constant rates to drive, in requests per second")
-	flag.DurationVar(&s.duration, "duration", 5*time.Second, "length of each constant-rate phase")
+	flag.DurationVar(&s.duration, "duration", 30*time.Second, "length of each constant-rate phase")
 	flag.DurationVar(&s.satDuration, "sat-duration", 5*time.Second, "length of each saturation phase")
 	flag.IntVar(&s.rounds, "rounds", 9, "rounds each phase is split into, the targets' order rotating (3 with -quick)")
 	flag.IntVar(&s.conns, "conns", 64, "connections (closed loops) in the saturation phases")

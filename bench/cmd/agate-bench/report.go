@@ -99,7 +99,8 @@ func (r *results) verdicts() []verdict {
 			if !ok1 || !ok2 || !ok3 {
 				continue
 			}
-			for _, pc := range []struct {
+			spreads := addedSpreads(s.res, b.res, a.res, seedOf(stream, rate))
+			for i, pc := range []struct {
 				name string
 				of   func(stats.Summary) time.Duration
 			}{{"p50", func(s stats.Summary) time.Duration { return s.P50 }}, {"p99", func(s stats.Summary) time.Duration { return s.P99 }}} {
@@ -109,6 +110,9 @@ func (r *results) verdicts() []verdict {
 				note := times(ratio)
 				if addB <= 0 {
 					note = "ratio n/a: the bare proxy measured faster than the upstream straight (noise)"
+				}
+				if spreads != nil {
+					note += " " + spreads[i].String()
 				}
 				out = append(out, verdict{
 					name:     fmt.Sprintf("added latency %s, %s, %d req/s", pc.name, mode(stream), rate),
@@ -181,6 +185,82 @@ func (r *results) verdicts() []verdict {
 		})
 	}
 	return out
+}
+
+// How the added-latency verdicts' intervals are drawn: resamples of
+// each target's answers in blocks of consecutive ones (see
+// stats.Resampler). 400 resamples put the ends of a 95 % interval within
+// a few hundredths of where many more would; blocks of 32 answers are
+// 160 ms at 200 req/s, longer than the pauses a shared machine's
+// processes take, so that the answers one pause slows stay together.
+const (
+	resamples     = 400
+	resampleBlock = 32
+	intervalShare = 0.95
+)
+
+// spread is how far one added-latency verdict can be trusted: the 95 %
+// bootstrap interval of Agate's added latency over the bare proxy's,
+// and the share of resamples in which it was within the limit. A
+// verdict whose share is near 1 holds however the run's noise fell; one
+// near 0.5 is a coin toss that a longer run (-duration) can settle.
+type spread struct {
+	ratio  stats.Interval
+	within float64
+}
+
+func (s spread) String() string {
+	hi := times(s.ratio.Hi)
+	if math.IsInf(s.ratio.Hi, 1) {
+		hi = "unbounded"
+	}
+	return fmt.Sprintf("(95 %% interval %s–%s; within the limit in %.0f %% of resamples)", times(s.ratio.Lo), hi, 100*s.within)
+}
+
+// addedSpreads resamples the answers of one mode and rate (the upstream
+// straight, the bare proxy, Agate) and returns the spread of the p50 and
+// the p99 verdicts, in that order; nil when a target has no samples.
+func addedSpreads(straight, bare, agate load.Result, seed uint64) []spread {
+	src := [3][]time.Duration{straight.Latencies(), bare.Latencies(), agate.Latencies()}
+	for _, l := range src {
+		if len(l) == 0 {
+			return nil
+		}
+	}
+	rs := stats.NewResampler(seed, resampleBlock)
+	var buf [3][]time.Duration
+	pcts := []float64{50, 99}
+	ratios := make([][]float64, len(pcts))
+	within := make([]int, len(pcts))
+	for range resamples {
+		for i := range src {
+			buf[i] = rs.Resample(buf[i], src[i])
+		}
+		for j, p := range pcts {
+			s := stats.Percentile(buf[0], p)
+			addB := stats.Percentile(buf[1], p) - s
+			addA := stats.Percentile(buf[2], p) - s
+			ratios[j] = append(ratios[j], stats.Ratio(float64(addA), float64(addB)))
+			if addedWithin(addA, addB) {
+				within[j]++
+			}
+		}
+	}
+	out := make([]spread, len(pcts))
+	for j := range pcts {
+		out[j] = spread{ratio: stats.IntervalOf(ratios[j], intervalShare), within: float64(within[j]) / resamples}
+	}
+	return out
+}
+
+// seedOf gives each mode and rate its own fixed resampling seed, so that
+// a report computed again from the same samples reads the same.
+func seedOf(stream bool, rate int) uint64 {
+	seed := uint64(rate) << 1
+	if stream {
+		seed |= 1
+	}
+	return seed
 }
 
 // addedWithin says whether agate's added latency is within the allowed

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -183,5 +184,73 @@ func TestParseModes(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("parseModes(%q) = %v, want %v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// jittered returns n latencies of base plus a deterministic jitter of up
+// to spread, with one in fifty slowed by tail (a pause).
+func jittered(n int, base, spread, tail time.Duration, seed uint64) []time.Duration {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = base + time.Duration(rng.Int64N(int64(spread)))
+		if rng.IntN(50) == 0 {
+			out[i] += tail
+		}
+	}
+	return out
+}
+
+func TestAddedSpreads(t *testing.T) {
+	const n = 2000
+	straight := load.NewResult(n, time.Second, jittered(n, 1000*us, 100*us, 500*us, 1), nil)
+	bare := load.NewResult(n, time.Second, jittered(n, 1250*us, 100*us, 700*us, 2), nil)
+	for _, tc := range []struct {
+		name           string
+		agate          load.Result
+		wantWithin     func(float64) bool
+		wantLo, wantHi float64 // the p50 ratio's interval lies within these
+	}{
+		{"as fast as the bare proxy", load.NewResult(n, time.Second, jittered(n, 1250*us, 100*us, 700*us, 3), nil),
+			func(w float64) bool { return w >= 0.95 }, 0.8, 1.2},
+		{"twice the bare proxy's added latency", load.NewResult(n, time.Second, jittered(n, 1500*us, 100*us, 1200*us, 4), nil),
+			func(w float64) bool { return w <= 0.05 }, 1.7, 2.3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := addedSpreads(straight, bare, tc.agate, 9)
+			if len(sp) != 2 {
+				t.Fatalf("got %d spreads, want p50 and p99", len(sp))
+			}
+			for i, s := range sp {
+				if !tc.wantWithin(s.within) {
+					t.Errorf("spread %d: within the limit in %.2f of resamples", i, s.within)
+				}
+				if s.ratio.Lo > s.ratio.Hi {
+					t.Errorf("spread %d: interval %+v upside down", i, s.ratio)
+				}
+			}
+			if p50 := sp[0].ratio; p50.Lo < tc.wantLo || p50.Hi > tc.wantHi {
+				t.Errorf("p50 ratio interval %+v, want within [%.1f, %.1f]", p50, tc.wantLo, tc.wantHi)
+			}
+			again := addedSpreads(straight, bare, tc.agate, 9)
+			if !slices.Equal(sp, again) {
+				t.Errorf("the same samples and seed gave %+v, then %+v", sp, again)
+			}
+		})
+	}
+	if sp := addedSpreads(straight, load.Result{}, bare, 9); sp != nil {
+		t.Errorf("a target without samples gave spreads %+v", sp)
+	}
+}
+
+func TestVerdictNamesInterval(t *testing.T) {
+	const n = 1000
+	r := &results{settings: settings{rates: []int{200}}}
+	r.add(phase{kind: kindRate, rate: 200, target: tUpstream, res: load.NewResult(n, time.Second, jittered(n, 1000*us, 100*us, 500*us, 1), nil)})
+	r.add(phase{kind: kindRate, rate: 200, target: tBare, res: load.NewResult(n, time.Second, jittered(n, 1250*us, 100*us, 700*us, 2), nil)})
+	r.add(phase{kind: kindRate, rate: 200, target: tAgate, res: load.NewResult(n, time.Second, jittered(n, 1260*us, 100*us, 700*us, 3), nil)})
+	v := verdictByName(t, r.verdicts(), "added latency p99, plain, 200 req/s")
+	if !strings.Contains(v.measured, "95 % interval") || !strings.Contains(v.measured, "of resamples") {
+		t.Errorf("measured %q names no interval", v.measured)
 	}
 }

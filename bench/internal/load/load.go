@@ -65,6 +65,18 @@ func (r Result) Samples() []Sample {
 	return out
 }
 
+// Latencies lists the OK answers' latencies in the order they were
+// collected. The slice is the result's own: do not change it.
+func (r Result) Latencies() []time.Duration { return r.lat }
+
+// NewResult builds a result from its samples, as a phase would have
+// collected them (when each request was sent is not known).
+func NewResult(requests int, elapsed time.Duration, lat, ttft []time.Duration) Result {
+	c := newCollector()
+	c.req, c.lat, c.ttft, c.at = requests, lat, ttft, make([]time.Time, len(lat))
+	return c.result(elapsed)
+}
+
 // Merge combines the results of rounds of one phase into one: counts and
 // elapsed times add up, percentiles are over all the samples.
 func Merge(rs ...Result) Result {
