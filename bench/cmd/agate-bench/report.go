@@ -189,10 +189,13 @@ func (r *results) verdicts() []verdict {
 
 // How the added-latency verdicts' intervals are drawn: resamples of
 // each target's answers in blocks of consecutive ones (see
-// stats.Resampler). 400 resamples put the ends of a 95 % interval within
-// a few hundredths of where many more would; blocks of 32 answers are
-// 160 ms at 200 req/s, longer than the pauses a shared machine's
-// processes take, so that the answers one pause slows stay together.
+// stats.Resampler). On synthetic answers shaped like a 30-s phase at
+// 200 req/s, 400 resamples put the ends of the p99 ratio's 95 % interval
+// within 0.01 of where 4,000 did and the share within the limit within
+// 1.5 points, under four seeds each; a report takes seconds, not
+// minutes. Blocks of 32 answers are 160 ms at 200 req/s, longer than
+// the pauses a shared machine's processes take, so that the answers one
+// pause slows stay together.
 const (
 	resamples     = 400
 	resampleBlock = 32
