@@ -41,7 +41,11 @@ type phase struct {
 	target   string
 	res      load.Result
 	peakOpen int // kindHold only
-	use      map[string]procUse
+	// afterPause is over the first answer of each round's warm-up, the
+	// answer after the target sat idle through the other rounds
+	// (kindRate only).
+	afterPause stats.Summary
+	use        map[string]procUse
 }
 
 // results is everything a run measured.
@@ -306,6 +310,7 @@ func (r *results) write(w io.Writer) {
 	if len(s.agateEnv) > 0 {
 		fmt.Fprintf(w, "- agate's extra environment: %s\n", strings.Join(s.agateEnv, " "))
 	}
+	fmt.Fprintf(w, "- each round of a constant-rate phase first sends %v at its rate unrecorded, after the target sat idle through the other targets' rounds; \"after a pause\" is the first answer of those warm-ups (one per round)\n", roundWarmup)
 	fmt.Fprintf(w, "- added = target minus upstream straight, at the same percentile; CPU is user+system seconds of the process in that phase; peak RSS is VmHWM%s\n",
 		map[bool]string{true: " since the process started (the kernel did not allow resetting it per phase)", false: " within the phase, which starts from the RSS the process already holds (Go returns freed memory to the system gradually), so a phase after a heavier one inherits its footprint"}[r.peakNotReset])
 	if len(r.settled) > 0 {
@@ -315,8 +320,8 @@ func (r *results) write(w io.Writer) {
 
 	for _, stream := range []bool{false, true} {
 		fmt.Fprintf(w, "### Constant rate, %s\n\n", mode(stream))
-		head := "| req/s | target | sent | ok | p50 ms | p90 ms | p99 ms | added p50 | added p99 |"
-		sep := "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+		head := "| req/s | target | sent | ok | p50 ms | p90 ms | p99 ms | added p50 | added p99 | after a pause, p50 / max ms |"
+		sep := "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 		if stream {
 			head += " TTFT p50 | TTFT p90 | TTFT p99 |"
 			sep += "---:|---:|---:|"
@@ -338,6 +343,11 @@ func (r *results) write(w io.Writer) {
 					row += " — | — |"
 				} else {
 					row += fmt.Sprintf(" %s | %s |", signedMs(l.P50-straight.res.Latency.P50), signedMs(l.P99-straight.res.Latency.P99))
+				}
+				if a := p.afterPause; a.N > 0 {
+					row += fmt.Sprintf(" %s / %s |", ms(a.P50), ms(a.Max))
+				} else {
+					row += " — |"
 				}
 				if stream {
 					row += fmt.Sprintf(" %s | %s | %s |", ms(p.res.TTFT.P50), ms(p.res.TTFT.P90), ms(p.res.TTFT.P99))

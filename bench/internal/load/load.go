@@ -65,6 +65,21 @@ func (r Result) Samples() []Sample {
 	return out
 }
 
+// First returns the latency of the answer whose request was sent first,
+// or false when there is none.
+func (r Result) First() (time.Duration, bool) {
+	best := -1
+	for i, at := range r.at {
+		if best < 0 || at.Before(r.at[best]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return 0, false
+	}
+	return r.lat[best], true
+}
+
 // Latencies lists the OK answers' latencies in the order they were
 // collected. The slice is the result's own: do not change it.
 func (r Result) Latencies() []time.Duration { return r.lat }

@@ -119,6 +119,19 @@ func TestRateAndTTFT(t *testing.T) {
 	if maxLat != res.Latency.Max {
 		t.Errorf("largest sampled latency %v, summary's max %v", maxLat, res.Latency.Max)
 	}
+	// First is the answer sent first, wherever it was collected.
+	earliest := smp[0]
+	for _, s := range smp[:res.OK] {
+		if s.At.Before(earliest.At) {
+			earliest = s
+		}
+	}
+	if first, ok := res.First(); !ok || first != earliest.Latency {
+		t.Errorf("First() = %v, %v; the earliest sent answer took %v", first, ok, earliest.Latency)
+	}
+	if _, ok := (Result{}).First(); ok {
+		t.Error("First() of no answers says there is one")
+	}
 }
 
 func TestSaturateAndHold(t *testing.T) {
