@@ -611,8 +611,9 @@ func closeClients(m map[string]*load.Client) {
 // session). Recorded, the first five answers of the nine rounds were 20
 // and 28 of Agate's 60 slowest in two 30-s phases of plain requests at
 // 200 req/s, 12 and 13 of the bare proxy's, 8 and 9 of the upstream's:
-// the p99 measured the pauses between rounds as much as the rate. The first answer of each warm-up is kept
-// apart and reported as the answer after a pause.
+// the p99 measured the pauses between rounds as much as the rate. The
+// first answer of each warm-up is kept apart and reported as the answer
+// after a pause.
 const roundWarmup = 250 * time.Millisecond
 
 // interleaved runs a phase of length total against every target, split
