@@ -113,7 +113,7 @@ func (a *afterwork) Close() error {
 // the access log and metrics trail requests by no more than a blink. A
 // batch has a fixed cost (a timer's goroutine and its wake-up), so at low
 // rates the linger sets the CPU per request. 2 ms and 10 ms both cut
-// Agate's added p50 against a worker woken per request (docs/benchmarks.md,
+// Agate's added p50 against a worker woken per request (docs/benchmarks-history.md,
 // sixth session); 10 ms took less CPU at 200 req/s than 2 ms, and 50 ms
 // less again (seventh session): ten requests a batch instead of two.
 const afterLinger = 50 * time.Millisecond

@@ -10,7 +10,7 @@ import (
 // second for all the responses of that second. net/http formats one for
 // every response whose handler set none; on a cold request (a gateway at
 // a few hundred requests a second) that formatting was about 6 µs of the
-// request's CPU (perf, docs/benchmarks.md, the fifteenth session). A
+// request's CPU (perf, docs/benchmarks-history.md, the fifteenth session). A
 // reverse proxy copies its upstream's Date instead and pays nothing.
 type httpDate struct {
 	cur atomic.Pointer[dateValue]

@@ -59,7 +59,7 @@ func (g *Gateway) routes() {
 // dispatch hands a model API call to its handler by exact method and
 // path, and every other request to the mux. The mux's pattern matching
 // runs on every request, and on an idle machine it runs cold: 4.8 µs
-// of a streamed request at 200 a second (docs/benchmarks.md, the
+// of a streamed request at 200 a second (docs/benchmarks-history.md, the
 // sixteenth session), against 0.24 µs warm. A path with an escape in it
 // (RawPath set) goes to the mux, which matches escaped segments its own
 // way; so do other methods, which the mux answers 405.

@@ -15,7 +15,7 @@
 // not grow. The floor is not larger because a heap the program walks through
 // between collections is memory it touches cold: at 200 requests/s a
 // 32 MiB floor looked slower at the median than no floor, and 16 MiB
-// did not (docs/benchmarks.md, the tenth session).
+// did not (docs/benchmarks-history.md, the tenth session).
 //
 // The runtime has no such setting. The Tuner turns GOGC off and moves
 // the soft memory limit (GOMEMLIMIT) after every collection to where
@@ -90,7 +90,7 @@ func Start(floor uint64) *Tuner {
 // to the floor under load either way; grown by the requests, it took
 // them some 4,000 page faults (16 MiB of 4 KiB pages) spread over the
 // first few seconds of traffic, a few per request at 200 requests/s
-// (docs/benchmarks.md, the fourteenth session). This is the JVM's
+// (docs/benchmarks-history.md, the fourteenth session). This is the JVM's
 // AlwaysPreTouch for the part of the heap the floor commits to anyway.
 // The block is garbage once pretouch returns; the collection that frees
 // it leaves its pages mapped and free, where the heap's next spans are
@@ -175,7 +175,7 @@ type memory struct {
 // lets pile up (the accounting of streams that end together) is memory
 // the process keeps. With 1000 streams held open, peak RSS was 91.5-95.9
 // MiB against 93.2-97.8 with GOGC=100 above the floor, in four
-// alternating pairs (docs/benchmarks.md, the eighteenth session).
+// alternating pairs (docs/benchmarks-history.md, the eighteenth session).
 const growth = 50
 
 // limitFor is the memory limit that makes the collector run when the heap
@@ -190,7 +190,7 @@ const growth = 50
 // collector ran at a goal a few MiB short of the one meant: after a burst
 // of 3000 streams a second the live heap stayed at 7-9 MiB, the goal
 // fell to within 1-3 MiB of it, and the collector ran every 10-15 ms
-// (docs/benchmarks.md, the twelfth session). Free heap pages are not
+// (docs/benchmarks-history.md, the twelfth session). Free heap pages are not
 // added: the runtime counts them as memory it can give back.
 func limitFor(floor uint64, m memory) int64 {
 	goal := max(floor, m.live+(m.live+m.stacks+m.globals)*growth/100)

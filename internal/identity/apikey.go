@@ -53,7 +53,7 @@ type KeyStore interface {
 // background once half its TTL has passed, so under steady traffic no
 // request waits on the store: one every TTL did, a query of a few hundred
 // microseconds that put it among a model request's slowest hundredth
-// (docs/benchmarks.md, the fourteenth session). An entry is never used
+// (docs/benchmarks-history.md, the fourteenth session). An entry is never used
 // past its TTL, counted from the moment its read began.
 type APIKeys struct {
 	store KeyStore

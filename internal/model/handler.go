@@ -488,7 +488,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, sr *stream
 	// is already buffered) saves a write system call per event. An event
 	// waits at most burstHold for the rest of its burst: on an idle
 	// machine the relay's work on a burst runs cold, and the client's
-	// first token waited 0.1-0.2 ms for it (docs/benchmarks.md,
+	// first token waited 0.1-0.2 ms for it (docs/benchmarks-history.md,
 	// thirteenth session).
 	dirty, tailHeld := false, false
 	var held time.Time

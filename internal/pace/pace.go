@@ -23,7 +23,7 @@ import (
 // Stretch is how long background work runs before it rests: about what
 // one request takes (a multi-row INSERT of 25 audit records is about
 // 0.2 ms). In eleven pairs of runs at 1000 requests/s, stretches of 0.25
-// and 0.5 ms gave Agate a lower added p99 than 1 ms (docs/benchmarks.md,
+// and 0.5 ms gave Agate a lower added p99 than 1 ms (docs/benchmarks-history.md,
 // the eighth session). A rest shorter than the runtime's timer
 // granularity (about 1 ms when the process is otherwise idle) lasts
 // that long, so the work then runs at a fifth of a core or more.

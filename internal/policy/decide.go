@@ -120,7 +120,7 @@ const memoLimit = 256
 // time or address nor its session, a key's invoke_model decision on a
 // model is the same every time, and working it out again (building the
 // entities and the context, evaluating Cedar) was the largest part of
-// Agate's own CPU on a model request's way in (docs/benchmarks.md, the
+// Agate's own CPU on a model request's way in (docs/benchmarks-history.md, the
 // fifteenth session). A decision that reads any of those, or arguments,
 // findings or a session entity, is always made afresh; a delegation's
 // target is any name, not a catalogue entry, so delegations are not

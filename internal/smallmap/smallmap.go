@@ -3,7 +3,7 @@
 //
 // On a request that runs cold (a gateway at a few hundred requests a
 // second), a sync.Map's Load or a map searched under a lock cost a few
-// µs of CPU, most of it cache misses (perf, docs/benchmarks.md, the
+// µs of CPU, most of it cache misses (perf, docs/benchmarks-history.md, the
 // fifteenth session); scanning a slice of a few entries touches a cache
 // line or two. It suits keys that come from a small set (a principal's
 // models, a metric's label values), where writes stop once each key has

@@ -9,7 +9,7 @@ import (
 // children caches the children of a metric vector by their label values.
 // A vector's WithLabelValues hashes the values and looks the child up in
 // a map under a lock, several µs of a cold request's CPU for the metrics
-// a model request updates (perf, docs/benchmarks.md, the fifteenth
+// a model request updates (perf, docs/benchmarks-history.md, the fifteenth
 // session); a gateway's label values are few (its routes, models,
 // targets, statuses), which a smallmap serves. Past childLimit label sets
 // the vector is asked directly. The gateway never deletes a child, so a

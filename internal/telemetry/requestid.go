@@ -26,7 +26,7 @@ func RequestID(ctx context.Context) string {
 // seeded once from the operating system's generator. ChaCha8 is a
 // cryptographically secure generator, so the ids are as unpredictable as
 // crypto/rand's; reading crypto/rand for each one was about 5 µs of a
-// cold request's CPU (perf, docs/benchmarks.md, the fifteenth session),
+// cold request's CPU (perf, docs/benchmarks-history.md, the fifteenth session),
 // a locked ChaCha8 read a fraction of that. Ids are not secrets: a client
 // may choose its own.
 type RequestIDs struct {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agate-gateway/agate/internal/config"
 )
@@ -46,5 +47,46 @@ func TestAppendConfig(t *testing.T) {
 	}
 	if _, err := appendConfig(base, filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Error("a missing -agate-yaml file was accepted")
+	}
+}
+
+// A constant-rate phase lasts -duration unless that gives a target fewer
+// than -min-answers answers; then it lasts long enough for them, in rounds
+// as long as -duration's.
+func TestRateSpan(t *testing.T) {
+	for _, tc := range []struct {
+		duration   time.Duration
+		rounds     int
+		minAnswers int
+		rate       int
+		wantD      time.Duration
+		wantRounds int
+	}{
+		{30 * time.Second, 9, 30000, 200, 150 * time.Second, 45},
+		{30 * time.Second, 9, 30000, 1000, 30 * time.Second, 9},
+		{30 * time.Second, 9, 30000, 2000, 30 * time.Second, 9},
+		{30 * time.Second, 9, 0, 200, 30 * time.Second, 9},               // off
+		{30 * time.Second, 9, 7000, 200, 35 * time.Second, 11},           // 10.5 rounds' worth, rounded up
+		{30 * time.Second, 9, 30000, 150, 200 * time.Second, 60},         //
+		{1500 * time.Millisecond, 3, 0, 200, 1500 * time.Millisecond, 3}, // -quick
+		{9 * time.Second, 9, 1000, 300, 9 * time.Second, 9},              // 2,700 answers already
+		{30 * time.Second, 9, 100, 3, 33333333334, 10},                   // 33.33… s, rounded up to the nanosecond
+	} {
+		s := settings{duration: tc.duration, rounds: tc.rounds, minAnswers: tc.minAnswers}
+		d, rounds := s.rateSpan(tc.rate)
+		if d != tc.wantD || rounds != tc.wantRounds {
+			t.Errorf("%+v at %d req/s: %v in %d rounds, want %v in %d", s, tc.rate, d, rounds, tc.wantD, tc.wantRounds)
+		}
+		if got := time.Duration(tc.rate) * d / time.Second; tc.minAnswers > 0 && int(got) < tc.minAnswers && d != tc.duration {
+			t.Errorf("%+v at %d req/s: %v gives %d answers, fewer than %d", s, tc.rate, d, got, tc.minAnswers)
+		}
+	}
+	s := settings{duration: 30 * time.Second, rounds: 9, minAnswers: 30000, rates: []int{200, 1000}}
+	if got, want := s.stretchedRates(), "200 req/s 2m30s in 45 rounds"; got != want {
+		t.Errorf("stretchedRates() = %q, want %q", got, want)
+	}
+	s.minAnswers = 0
+	if got := s.stretchedRates(); got != "" {
+		t.Errorf("stretchedRates() without -min-answers = %q, want none", got)
 	}
 }

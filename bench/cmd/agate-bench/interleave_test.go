@@ -35,7 +35,7 @@ func TestInterleavedWarmsEachRound(t *testing.T) {
 					return load.NewResult(2, time.Millisecond, []time.Duration{time.Duration(n) * time.Millisecond, time.Second}, nil)
 				}
 			}
-			if err := b.interleaved(context.Background(), phase{kind: kindRate, rate: 200}, rounds*time.Millisecond, do, warm); err != nil {
+			if err := b.interleaved(context.Background(), phase{kind: kindRate, rate: 200}, rounds*time.Millisecond, rounds, do, warm); err != nil {
 				t.Fatal(err)
 			}
 			for i, c := range calls {

@@ -47,6 +47,7 @@ type settings struct {
 	quick         bool
 	rates         []int
 	duration      time.Duration // per constant-rate phase
+	minAnswers    int           // per target and constant-rate phase; stretches duration at low rates
 	warmup        time.Duration
 	satDuration   time.Duration
 	rounds        int
@@ -74,6 +75,7 @@ func main() {
 	flag.DurationVar(&s.duration, "duration", 30*time.Second, "length of each constant-rate phase")
 	flag.DurationVar(&s.satDuration, "sat-duration", 5*time.Second, "length of each saturation phase")
 	flag.IntVar(&s.rounds, "rounds", 9, "rounds each phase is split into, the targets' order rotating (3 with -quick)")
+	flag.IntVar(&s.minAnswers, "min-answers", 30000, "a constant-rate phase lasts long enough for at least this many answers from each target, in more rounds of the same length (0: -duration alone; 0 with -quick)")
 	flag.IntVar(&s.conns, "conns", 64, "connections (closed loops) in the saturation phases")
 	flag.IntVar(&s.streams, "streams", 1000, "streams held open at once in the memory phase")
 	flag.DurationVar(&s.hold, "hold", 8*time.Second, "how long each held-open stream lasts")
@@ -113,6 +115,9 @@ func main() {
 			// between them.
 			s.rounds = 3
 		}
+		if !set["min-answers"] {
+			s.minAnswers = 0
+		}
 		s.warmup = 500 * time.Millisecond
 	}
 	s.phases = map[string]bool{}
@@ -133,6 +138,10 @@ func main() {
 	s.modes = modeList
 	if s.rounds < 1 {
 		fmt.Fprintln(os.Stderr, "agate-bench: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	if s.minAnswers < 0 {
+		fmt.Fprintln(os.Stderr, "agate-bench: -min-answers must not be negative")
 		os.Exit(2)
 	}
 	for _, f := range strings.Split(rates, ",") {
@@ -530,15 +539,16 @@ func (b *bench) ratePhases(ctx context.Context, bins binaries) error {
 			if err := b.settle(ctx, fmt.Sprintf("%s %d req/s", mode(stream), rate)); err != nil {
 				return err
 			}
-			step("%-10s %5d req/s", mode(stream), rate)
+			d, rounds := b.s.rateSpan(rate)
+			step("%-10s %5d req/s, %v a target in %d rounds", mode(stream), rate, d, rounds)
 			profile := func() {}
 			if bins.profiling {
 				// At a constant rate the idle-to-busy wake-ups count, which a
 				// saturated run hides.
-				span := 3*b.s.duration + time.Duration(3*b.s.rounds)*settleTime + time.Second
+				span := 3*d + time.Duration(3*rounds)*settleTime + time.Second
 				profile = b.startCPUProfiles(ctx, fmt.Sprintf("cpu-%s-%d.pprof", mode(stream), rate), span)
 			}
-			err := b.interleaved(ctx, phase{kind: kindRate, stream: stream, rate: rate}, b.s.duration,
+			err := b.interleaved(ctx, phase{kind: kindRate, stream: stream, rate: rate}, d, rounds,
 				func(t string, d time.Duration) load.Result { return clients[t].Rate(b.request(t, stream), rate, d) },
 				func(t string) load.Result { return clients[t].Rate(b.request(t, stream), rate, roundWarmup) })
 			profile()
@@ -565,7 +575,7 @@ func (b *bench) saturationPhases(ctx context.Context, bins binaries) error {
 			span := 3*b.s.satDuration + time.Duration(3*b.s.rounds)*settleTime + time.Second
 			profile = b.startCPUProfiles(ctx, fmt.Sprintf("cpu-%s.pprof", mode(stream)), span)
 		}
-		err := b.interleaved(ctx, phase{kind: kindSaturation, stream: stream}, b.s.satDuration,
+		err := b.interleaved(ctx, phase{kind: kindSaturation, stream: stream}, b.s.satDuration, b.s.rounds,
 			func(t string, d time.Duration) load.Result {
 				return clients[t].Saturate(ctx, b.request(t, stream), b.s.conns, d)
 			}, nil)
@@ -581,6 +591,29 @@ func (b *bench) saturationPhases(ctx context.Context, bins binaries) error {
 		}
 	}
 	return nil
+}
+
+// rateSpan is how long each target is driven at rate, and in how many
+// rounds: -duration in -rounds, unless fewer than -min-answers answers
+// would come of it. A p99 is decided by its slowest hundredth: from the
+// 6,000 answers of 30 s at 200 req/s that is 60 answers, and the ratio of
+// two proxies' added p99s moved by ±0.3 between resamples of one run
+// (docs/benchmarks.md, "How far a run can be trusted"), where the 30,000
+// of 1000 req/s held it within about ±0.1. Stretched, the phase keeps the
+// rounds' length, so the targets still alternate as often.
+func (s settings) rateSpan(rate int) (time.Duration, int) {
+	if s.minAnswers <= 0 || rate <= 0 {
+		return s.duration, s.rounds
+	}
+	need := time.Duration((int64(s.minAnswers)*int64(time.Second) + int64(rate) - 1) / int64(rate))
+	if need <= s.duration {
+		return s.duration, s.rounds
+	}
+	// As many rounds as -duration's length fits into the time needed, from
+	// the answers rather than from need, which is rounded to nanoseconds.
+	per := int64(rate) * int64(s.duration)
+	rounds := int((int64(s.rounds)*int64(s.minAnswers)*int64(time.Second) + per - 1) / per)
+	return need, rounds
 }
 
 // targets is the order of the first round of each phase.
@@ -607,7 +640,7 @@ func closeClients(m map[string]*load.Client) {
 // reasons that are not the steady rate's: on this project's VMs the
 // first answer after 7 s idle took 13–17 ms from the upstream straight,
 // 21–25 ms through the bare proxy and 28–52 ms through Agate, against
-// about 2 ms a few answers later (docs/benchmarks.md, the twenty-first
+// about 2 ms a few answers later (docs/benchmarks-history.md, the twenty-first
 // session). Recorded, the first five answers of the nine rounds were 20
 // and 28 of Agate's 60 slowest in two 30-s phases of plain requests at
 // 200 req/s, 12 and 13 of the bare proxy's, 8 and 9 of the upstream's:
@@ -617,17 +650,17 @@ func closeClients(m map[string]*load.Client) {
 const roundWarmup = 250 * time.Millisecond
 
 // interleaved runs a phase of length total against every target, split
-// into rounds whose order rotates (upstream, bare, agate; bare, agate,
+// into the given number of rounds whose order rotates (upstream, bare, agate; bare, agate,
 // upstream; …), so that the machine's changing background load falls on
 // every target alike; then it records the merged result of each target.
 // When warm is not nil, each round begins with it, unrecorded but for
 // its first answer (see roundWarmup).
-func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duration, do func(target string, d time.Duration) load.Result, warm func(target string) load.Result) error {
+func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duration, rounds int, do func(target string, d time.Duration) load.Result, warm func(target string) load.Result) error {
 	per := map[string][]load.Result{}
 	use := map[string]map[string]procUse{}
 	firsts := map[string][]time.Duration{}
-	d := total / time.Duration(b.s.rounds)
-	for round := range b.s.rounds {
+	d := total / time.Duration(rounds)
+	for round := range rounds {
 		for i := range targets {
 			if err := ctx.Err(); err != nil {
 				return err

@@ -299,6 +299,9 @@ func (r *results) write(w io.Writer) {
 	fmt.Fprintf(w, "- source: %s\n", m.commit)
 	fmt.Fprintf(w, "- run: %s; per target: constant-rate phases %v, saturation %v with %d connections, each in %d rounds with the targets' order rotating; %d streams of %v (a chunk per %v); upstream latency %v; the run took %v\n",
 		map[bool]string{true: "-quick", false: "full"}[s.quick], s.duration, s.satDuration, s.conns, s.rounds, s.streams, s.hold, s.holdInterval, s.latency, r.elapsed.Round(time.Second))
+	if stretched := s.stretchedRates(); stretched != "" {
+		fmt.Fprintf(w, "- constant-rate phases last long enough for at least %d answers a target: %s\n", s.minAnswers, stretched)
+	}
 	if s.prebuiltAgate != "" && s.profileDir == "" {
 		fmt.Fprintf(w, "- agate: the prebuilt %s; the upstream and the bare proxy built static (CGO_ENABLED=0)\n", s.prebuiltAgate)
 	} else {
@@ -549,4 +552,16 @@ func summarizeProfiles(root, bin, dir string) string {
 		}
 	}
 	return b.String()
+}
+
+// stretchedRates lists the rates whose phases -min-answers made longer
+// than -duration, with their length and rounds; "" when there are none.
+func (s settings) stretchedRates() string {
+	var parts []string
+	for _, rate := range s.rates {
+		if d, rounds := s.rateSpan(rate); d != s.duration {
+			parts = append(parts, fmt.Sprintf("%d req/s %v in %d rounds", rate, d, rounds))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

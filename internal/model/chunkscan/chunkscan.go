@@ -7,7 +7,7 @@
 // A stream relays every event, so this runs on every event, and on an
 // idle machine it runs cold: three separate searches of an event (one for
 // the meter's text, one for its usage, one for the tool-call filter) cost
-// 15–20 µs a stream at 200 streams a second (docs/benchmarks.md, the
+// 15–20 µs a stream at 200 streams a second (docs/benchmarks-history.md, the
 // sixteenth session). One pass finds the member names once for all three.
 //
 // The scan is exact for valid JSON whose member names carry no escapes:
