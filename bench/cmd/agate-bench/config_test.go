@@ -67,7 +67,7 @@ func TestRateSpan(t *testing.T) {
 		{30 * time.Second, 9, 30000, 2000, 30 * time.Second, 9},
 		{30 * time.Second, 9, 0, 200, 30 * time.Second, 9},               // off
 		{30 * time.Second, 9, 7000, 200, 35 * time.Second, 11},           // 10.5 rounds' worth, rounded up
-		{30 * time.Second, 9, 30000, 150, 200 * time.Second, 60},         //
+		{30 * time.Second, 9, 30000, 150, 200 * time.Second, 60},         // a rate that is not a divisor
 		{1500 * time.Millisecond, 3, 0, 200, 1500 * time.Millisecond, 3}, // -quick
 		{9 * time.Second, 9, 1000, 300, 9 * time.Second, 9},              // 2,700 answers already
 		{30 * time.Second, 9, 100, 3, 33333333334, 10},                   // 33.33… s, rounded up to the nanosecond
