@@ -206,7 +206,7 @@ func (g *Gateway) routeObserver() route.Observer {
 			if a.Status != 0 {
 				outcome = strconv.Itoa(a.Status)
 			}
-			g.metrics.UpstreamAttempt(a.Target.Name(), outcome).Observe(a.Latency.Seconds())
+			g.metrics.UpstreamAttempt(a.TargetName, outcome).Observe(a.Latency.Seconds())
 		},
 		BreakerChange: func(target string, _, to route.BreakerState) {
 			g.metrics.BreakerState.WithLabelValues(target).Set(float64(to))

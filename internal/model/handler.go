@@ -308,7 +308,7 @@ func (h *Handler) do(w http.ResponseWriter, r *http.Request, op provider.Op, c *
 	if err != nil {
 		return routeError(r.Context(), fields.Model, err)
 	}
-	c.target = res.Target.Name()
+	c.target = res.TargetName
 	hdr := w.Header()
 	hdr.Set("X-Agate-Target", c.target)
 	if ct := res.Response.Header.Get("Content-Type"); ct != "" {

@@ -37,7 +37,7 @@ func (g *gatedRouter) Models() []string { return []string{"m"} }
 func (g *gatedRouter) Do(context.Context, string, *provider.Request) (*route.Result, error) {
 	if g.endWithBody {
 		return &route.Result{
-			Target:   config.Target{Provider: "p", Model: "m"},
+			Target: config.Target{Provider: "p", Model: "m"}, TargetName: "p/m",
 			Response: &provider.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: io.NopCloser(iotest.DataErrReader(strings.NewReader(g.body)))},
 		}, nil
 	}
@@ -51,7 +51,7 @@ func (g *gatedRouter) Do(context.Context, string, *provider.Request) (*route.Res
 		pw.Close()
 	}()
 	return &route.Result{
-		Target:   config.Target{Provider: "p", Model: "m"},
+		Target: config.Target{Provider: "p", Model: "m"}, TargetName: "p/m",
 		Response: &provider.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: pr},
 	}, nil
 }

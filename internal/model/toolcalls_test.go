@@ -34,7 +34,7 @@ func (c *cannedRouter) Do(_ context.Context, _ string, req *provider.Request) (*
 		ct = "text/event-stream"
 	}
 	return &route.Result{
-		Target:   config.Target{Provider: "p", Model: "m"},
+		Target: config.Target{Provider: "p", Model: "m"}, TargetName: "p/m",
 		Response: &provider.Response{StatusCode: 200, Header: http.Header{"Content-Type": {ct}}, Body: io.NopCloser(strings.NewReader(c.body))},
 	}, nil
 }

@@ -176,6 +176,9 @@ func attemptSummary(as []Attempt) []string {
 	var out []string
 	for _, a := range as {
 		s := a.Target.Name()
+		if a.TargetName != s {
+			s += " (TargetName " + a.TargetName + ")"
+		}
 		if a.Status != 0 {
 			s += " " + strconv.Itoa(a.Status)
 		}

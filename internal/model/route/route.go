@@ -62,6 +62,8 @@ type Result struct {
 	Response *provider.Response
 	// Target is the target that answered.
 	Target config.Target
+	// TargetName is Target.Name(), made once when the router was built.
+	TargetName string
 	// Attempts lists every attempt in order, the answering one last.
 	Attempts []Attempt
 }
@@ -69,6 +71,8 @@ type Result struct {
 // Attempt is one try of one target.
 type Attempt struct {
 	Target config.Target
+	// TargetName is Target.Name(), made once when the router was built.
+	TargetName string
 	// Try counts the tries of this target within one Do, from 0.
 	Try int
 	// Status is the upstream's HTTP status, 0 when none was had.
@@ -253,7 +257,7 @@ func (r *Router) Do(ctx context.Context, model string, req *provider.Request) (*
 				return nil, err
 			}
 			o := r.attempt(ctx, rt, t, &treq)
-			a := Attempt{Target: t.cfg, Try: try, Status: o.status, Latency: o.latency, Err: o.err}
+			a := Attempt{Target: t.cfg, TargetName: t.name, Try: try, Status: o.status, Latency: o.latency, Err: o.err}
 			attempts = append(attempts, a)
 			if r.observer.Attempt != nil {
 				r.observer.Attempt(model, a)
@@ -262,7 +266,7 @@ func (r *Router) Do(ctx context.Context, model string, req *provider.Request) (*
 				return nil, ctx.Err()
 			}
 			if o.resp != nil {
-				return &Result{Response: o.resp, Target: t.cfg, Attempts: attempts}, nil
+				return &Result{Response: o.resp, Target: t.cfg, TargetName: t.name, Attempts: attempts}, nil
 			}
 			lastErr, lastStatus = o.err, o.status
 			if !o.retrySame || try == rt.Retries {
@@ -287,7 +291,7 @@ func (r *Router) Do(ctx context.Context, model string, req *provider.Request) (*
 func tried(attempts []Attempt) []string {
 	var out []string
 	for _, a := range attempts {
-		n := a.Target.Name()
+		n := a.TargetName
 		if len(out) == 0 || out[len(out)-1] != n {
 			out = append(out, n)
 		}

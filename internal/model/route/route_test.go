@@ -322,8 +322,8 @@ func TestRewriteCopiesRequest(t *testing.T) {
 	if req.Model != "alias" || string(req.Body) != `{"model":"alias"}` {
 		t.Errorf("caller's request changed: %q %s", req.Model, req.Body)
 	}
-	if res.Target.Name() != "azure/gpt-4o-eu" {
-		t.Errorf("Target = %s", res.Target.Name())
+	if res.Target.Name() != "azure/gpt-4o-eu" || res.TargetName != "azure/gpt-4o-eu" {
+		t.Errorf("Target = %s, TargetName = %s", res.Target.Name(), res.TargetName)
 	}
 }
 

@@ -7,7 +7,6 @@
 package anthropic
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -30,7 +29,7 @@ const DefaultVersion = "2023-06-01"
 // Provider is one Anthropic upstream.
 type Provider struct {
 	name     string
-	endpoint string
+	endpoint *provider.Endpoint
 	apiKey   string
 	headers  map[string]string
 	client   http.RoundTripper
@@ -54,9 +53,13 @@ func New(cfg config.Provider, client http.RoundTripper) (*Provider, error) {
 	if cfg.Azure != nil {
 		return nil, fmt.Errorf("anthropic provider %q: azure only applies to openai providers", cfg.Name)
 	}
-	endpoint := base + "/v1/messages"
+	raw := base + "/v1/messages"
 	if strings.HasSuffix(base, "/v1") {
-		endpoint = base + "/messages"
+		raw = base + "/messages"
+	}
+	endpoint, err := provider.ParseEndpoint(raw)
+	if err != nil {
+		return nil, fmt.Errorf("anthropic provider %q: base_url: %w", cfg.Name, err)
 	}
 	if client == nil {
 		client = http.DefaultTransport
@@ -82,10 +85,7 @@ func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Res
 	default:
 		return translate.ErrorResponse(provider.OpChat, http.StatusNotFound, fmt.Sprintf("operation %q is not supported", req.Op)), nil
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, p.endpoint, bytes.NewReader(payload))
-	if err != nil {
-		return nil, p.redact(fmt.Errorf("anthropic provider %q: build request: %w", p.name, err))
-	}
+	hreq := p.endpoint.NewPost(ctx, payload)
 	h := hreq.Header
 	h.Set("Content-Type", "application/json")
 	if req.Stream {

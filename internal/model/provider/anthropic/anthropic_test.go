@@ -255,7 +255,7 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 	p, err := New(config.Provider{Name: "x"}, nil)
-	if err != nil || p.endpoint != DefaultBaseURL+"/v1/messages" {
+	if err != nil || p.endpoint.String() != DefaultBaseURL+"/v1/messages" {
 		t.Errorf("default endpoint %v %v", p, err)
 	}
 }

@@ -29,8 +29,11 @@ type Provider struct {
 	apiKey  string
 	headers map[string]string
 	azure   *config.Azure
-	client  http.RoundTripper
-	now     func() time.Time
+	// chat and embeddings are the two endpoints, parsed once; nil with
+	// azure, whose URL names the model's deployment.
+	chat, embeddings *provider.Endpoint
+	client           http.RoundTripper
+	now              func() time.Time
 }
 
 var _ provider.Provider = (*Provider)(nil)
@@ -56,16 +59,25 @@ func New(cfg config.Provider, client http.RoundTripper) (*Provider, error) {
 	if client == nil {
 		client = http.DefaultTransport
 	}
-	return &Provider{name: cfg.Name, base: base, apiKey: cfg.APIKey.Reveal(), headers: cfg.Headers, azure: cfg.Azure, client: client, now: time.Now}, nil
+	p := &Provider{name: cfg.Name, base: base, apiKey: cfg.APIKey.Reveal(), headers: cfg.Headers, azure: cfg.Azure, client: client, now: time.Now}
+	if cfg.Azure == nil {
+		if p.chat, err = provider.ParseEndpoint(base + "/chat/completions"); err == nil {
+			p.embeddings, err = provider.ParseEndpoint(base + "/embeddings")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("openai provider %q: base_url: %w", cfg.Name, err)
+		}
+	}
+	return p, nil
 }
 
 // Do sends req upstream and returns once the response headers are in.
 func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Response, error) {
-	body, path, upstreamOp := req.Body, "chat/completions", provider.OpChat
+	body, path, upstreamOp, ep := req.Body, "chat/completions", provider.OpChat, p.chat
 	switch req.Op {
 	case provider.OpChat:
 	case provider.OpEmbeddings:
-		path, upstreamOp = "embeddings", provider.OpEmbeddings
+		path, upstreamOp, ep = "embeddings", provider.OpEmbeddings, p.embeddings
 	case provider.OpMessages:
 		var err error
 		if body, err = translate.RequestToOpenAI(req.Body); err != nil {
@@ -74,9 +86,15 @@ func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Res
 	default:
 		return translate.ErrorResponse(provider.OpChat, http.StatusNotFound, fmt.Sprintf("operation %q is not supported", req.Op)), nil
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url(path, req.Model), bytes.NewReader(body))
-	if err != nil {
-		return nil, p.redact(fmt.Errorf("openai provider %q: build request: %w", p.name, err))
+	var hreq *http.Request
+	if ep != nil {
+		hreq = ep.NewPost(ctx, body)
+	} else {
+		var err error
+		hreq, err = http.NewRequestWithContext(ctx, http.MethodPost, p.azureURL(path, req.Model), bytes.NewReader(body))
+		if err != nil {
+			return nil, p.redact(fmt.Errorf("openai provider %q: build request: %w", p.name, err))
+		}
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	if req.Stream {
@@ -105,10 +123,8 @@ func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Res
 	return translate.Upstream(resp, upstreamOp, req.Op, req.Stream, false, p.now()), nil
 }
 
-func (p *Provider) url(path, model string) string {
-	if p.azure == nil {
-		return p.base + "/" + path
-	}
+// azureURL is the Azure OpenAI URL of path for model's deployment.
+func (p *Provider) azureURL(path, model string) string {
 	deployment := model
 	if d, ok := p.azure.Deployments[model]; ok {
 		deployment = d
