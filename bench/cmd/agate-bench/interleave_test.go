@@ -58,6 +58,9 @@ func TestInterleavedWarmsEachRound(t *testing.T) {
 				if warmed {
 					wantN = rounds
 				}
+				if !p.stealKnown || p.steal < 0 {
+					t.Errorf("%s: host steal %v (read: %v), want a reading of /proc/stat", tg, p.steal, p.stealKnown)
+				}
 				if p.afterPause.N != wantN || (warmed && p.afterPause.Max >= time.Second) {
 					t.Errorf("%s: after a pause %+v, want %d first answers", tg, p.afterPause, wantN)
 				}

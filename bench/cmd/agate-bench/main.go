@@ -658,6 +658,8 @@ const roundWarmup = 250 * time.Millisecond
 func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duration, rounds int, do func(target string, d time.Duration) load.Result, warm func(target string) load.Result) error {
 	per := map[string][]load.Result{}
 	use := map[string]map[string]procUse{}
+	steal := map[string]time.Duration{}
+	stealKnown := true
 	firsts := map[string][]time.Duration{}
 	d := total / time.Duration(rounds)
 	for round := range rounds {
@@ -672,7 +674,13 @@ func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duratio
 				}
 			}
 			var res load.Result
+			s0, err0 := b.reader.Steal()
 			u := b.measure(func() { res = do(t, d) })
+			s1, err1 := b.reader.Steal()
+			if err0 != nil || err1 != nil {
+				stealKnown = false
+			}
+			steal[t] += s1 - s0
 			per[t] = append(per[t], res)
 			use[t] = addUse(use[t], u)
 			if err := b.checkAlive(); err != nil {
@@ -684,6 +692,7 @@ func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duratio
 	for _, t := range targets {
 		p := shape
 		p.target, p.res, p.use = t, load.Merge(per[t]...), use[t]
+		p.steal, p.stealKnown = steal[t], stealKnown
 		p.afterPause = stats.Summarize(firsts[t])
 		b.results.add(p)
 	}

@@ -46,6 +46,10 @@ type phase struct {
 	// (kindRate only).
 	afterPause stats.Summary
 	use        map[string]procUse
+	// steal is the host's steal time over the target's rounds (see
+	// proc.Reader.Steal); stealKnown is false where it cannot be read.
+	steal      time.Duration
+	stealKnown bool
 }
 
 // results is everything a run measured.
@@ -316,6 +320,7 @@ func (r *results) write(w io.Writer) {
 	fmt.Fprintf(w, "- each round of a constant-rate phase first sends %v at its rate unrecorded, after the target sat idle through the other targets' rounds; \"after a pause\" is the first answer of those warm-ups (one per round)\n", roundWarmup)
 	fmt.Fprintf(w, "- added = target minus upstream straight, at the same percentile; CPU is user+system seconds of the process in that phase; peak RSS is VmHWM%s\n",
 		map[bool]string{true: " since the process started (the kernel did not allow resetting it per phase)", false: " within the phase, which starts from the RSS the process already holds (Go returns freed memory to the system gradually), so a phase after a heavier one inherits its footprint"}[r.peakNotReset])
+	fmt.Fprintf(w, "- host steal is the time the hypervisor ran something else while this VM's CPUs wanted to run (/proc/stat, in 10-ms ticks), summed over the target's rounds of the phase: a stall of the host slows whichever target is driven then, whatever it does\n")
 	if len(r.settled) > 0 {
 		fmt.Fprintf(w, "- waited for the targets to go idle before: %s\n", strings.Join(r.settled, "; "))
 	}
@@ -329,8 +334,8 @@ func (r *results) write(w io.Writer) {
 			head += " TTFT p50 | TTFT p90 | TTFT p99 |"
 			sep += "---:|---:|---:|"
 		}
-		head += " CPU s | CPU µs/req | upstream CPU s | peak RSS MiB |"
-		sep += "---:|---:|---:|---:|"
+		head += " CPU s | CPU µs/req | upstream CPU s | peak RSS MiB | host steal ms |"
+		sep += "---:|---:|---:|---:|---:|"
 		fmt.Fprintln(w, head)
 		fmt.Fprintln(w, sep)
 		for _, rate := range s.rates {
@@ -355,7 +360,7 @@ func (r *results) write(w io.Writer) {
 				if stream {
 					row += fmt.Sprintf(" %s | %s | %s |", ms(p.res.TTFT.P50), ms(p.res.TTFT.P90), ms(p.res.TTFT.P99))
 				}
-				row += p.cpuCells(t)
+				row += p.cpuCells(t) + " " + p.stealCell() + " |"
 				fmt.Fprintln(w, row)
 			}
 		}
@@ -363,8 +368,8 @@ func (r *results) write(w io.Writer) {
 	}
 
 	fmt.Fprintf(w, "### Saturation, closed loop, %d connections\n\n", s.conns)
-	fmt.Fprintln(w, "| mode | target | req/s | vs bare | ok | p50 ms | p99 ms | CPU s | CPU µs/req | upstream CPU s | peak RSS MiB | I/O syscalls/req |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| mode | target | req/s | vs bare | ok | p50 ms | p99 ms | CPU s | CPU µs/req | upstream CPU s | peak RSS MiB | I/O syscalls/req | host steal ms |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, stream := range []bool{false, true} {
 		bare, _ := r.find(kindSaturation, stream, 0, tBare)
 		for _, t := range []string{tUpstream, tBare, tAgate} {
@@ -372,9 +377,9 @@ func (r *results) write(w io.Writer) {
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s |%s %s |\n", mode(stream), t, p.res.Throughput(),
+			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s |%s %s | %s |\n", mode(stream), t, p.res.Throughput(),
 				times(stats.Ratio(p.res.Throughput(), bare.res.Throughput())), pct(p.res.SuccessRatio()),
-				ms(p.res.Latency.P50), ms(p.res.Latency.P99), p.cpuCells(t), p.syscallsPerRequest(t))
+				ms(p.res.Latency.P50), ms(p.res.Latency.P99), p.cpuCells(t), p.syscallsPerRequest(t), p.stealCell())
 		}
 	}
 	fmt.Fprintln(w)
@@ -432,6 +437,15 @@ func (p phase) cpuCells(t string) string {
 		upCPU = fmt.Sprintf("%.2f", p.use[tUpstream].CPU.Seconds())
 	}
 	return fmt.Sprintf(" %.2f | %s | %s | %s |", u.CPU.Seconds(), perReq, upCPU, mib(u.PeakRSS))
+}
+
+// stealCell renders the host's steal time over the phase's rounds of
+// its target, in ms.
+func (p phase) stealCell() string {
+	if !p.stealKnown {
+		return "—"
+	}
+	return fmt.Sprint(p.steal.Milliseconds())
 }
 
 // syscallsPerRequest renders target t's read and write system calls per

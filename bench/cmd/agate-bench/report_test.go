@@ -116,11 +116,15 @@ func TestWriteReport(t *testing.T) {
 	r.add(phase{kind: kindRate, rate: 200, target: tUpstream, res: rateRes(1000*us, 2000*us, 0)})
 	r.add(phase{kind: kindRate, rate: 200, target: tBare, res: rateRes(1250*us, 3000*us, 0)})
 	r.add(phase{kind: kindRate, rate: 200, target: tAgate, res: rateRes(1300*us, 3500*us, 0),
-		afterPause: stats.Summarize([]time.Duration{9 * time.Millisecond, 2 * time.Millisecond, 30 * time.Millisecond})})
+		afterPause: stats.Summarize([]time.Duration{9 * time.Millisecond, 2 * time.Millisecond, 30 * time.Millisecond}),
+		steal:      1500 * time.Millisecond, stealKnown: true})
 	var b strings.Builder
 	r.write(&b)
 	out := b.String()
 	for _, want := range []string{
+		"| host steal ms |",
+		"| 0.0 | 1500 |\n", // agate: the host's steal over its rounds
+		"| 0.0 | — |\n",    // bare: not read
 		"| 200 | bare proxy | 100 | 100.00% | 1.250 |",
 		"| +0.300 ms | +1.500 ms | 9.000 / 30.000 |", // agate: the median and the worst first answer after a pause
 		"| +0.250 ms | +1.000 ms | — |",              // bare: none recorded

@@ -183,3 +183,30 @@ func auxValue(auxv []byte, key uint64) (uint64, bool) {
 	}
 	return 0, false
 }
+
+// Steal returns the time the hypervisor has run something else while this
+// virtual machine's CPUs wanted to run, summed over its CPUs since boot:
+// the steal column of /proc/stat's cpu line. A stretch of it in a phase
+// slows whichever target was driven then, whatever that target does.
+func (r *Reader) Steal() (time.Duration, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	ticks, err := ParseSteal(data)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/stat: %w", err)
+	}
+	return time.Duration(ticks) * time.Second / time.Duration(r.ticksPerSecond), nil
+}
+
+// ParseSteal returns the steal ticks of the all-CPU line of /proc/stat
+// ("cpu user nice system idle iowait irq softirq steal ...").
+func ParseSteal(data []byte) (uint64, error) {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	fields := bytes.Fields(line)
+	if len(fields) < 9 || string(fields[0]) != "cpu" {
+		return 0, errors.New("no cpu line with a steal column")
+	}
+	return strconv.ParseUint(string(fields[8]), 10, 64)
+}

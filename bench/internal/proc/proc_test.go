@@ -104,3 +104,18 @@ func TestReadSelf(t *testing.T) {
 		t.Errorf("CPU did not advance: %v then %v", before.CPU, after.CPU)
 	}
 }
+
+func TestParseSteal(t *testing.T) {
+	stat := "cpu  271842 0 91878 914440 1619 0 17585 1280 0 0\ncpu0 98835 0 39092 451221 280 0 8633 496 0 0\n"
+	if v, err := ParseSteal([]byte(stat)); err != nil || v != 1280 {
+		t.Errorf("ParseSteal = %d, %v; want 1280, nil", v, err)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8\n", "cpu 1 2 3 4 5 6 7\n", "cpu 1 2 3 4 5 6 7 x\n"} {
+		if _, err := ParseSteal([]byte(bad)); err == nil {
+			t.Errorf("ParseSteal(%q) gave no error", bad)
+		}
+	}
+	if _, err := NewReader().Steal(); err != nil {
+		t.Errorf("Steal on this machine: %v", err)
+	}
+}
