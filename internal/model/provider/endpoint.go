@@ -3,7 +3,7 @@ package provider
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,13 +18,11 @@ type Endpoint struct {
 }
 
 // ParseEndpoint parses raw, which must be an absolute http or https URL.
+// Its errors do not repeat the URL, which may carry credentials.
 func ParseEndpoint(raw string) (*Endpoint, error) {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%q is not an http or https URL", raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("not an absolute http or https URL")
 	}
 	// As http.NewRequest sets the host: without an empty port's colon.
 	if strings.LastIndex(u.Host, ":") > strings.LastIndex(u.Host, "]") {

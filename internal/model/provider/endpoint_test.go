@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -62,9 +63,12 @@ func mustBody(t *testing.T, r *http.Request) io.ReadCloser {
 }
 
 func TestParseEndpointRejects(t *testing.T) {
-	for _, raw := range []string{"api.example.com/v1", "ftp://example.com/v1", "http:///v1", "http://a b/"} {
-		if _, err := ParseEndpoint(raw); err == nil {
+	for _, raw := range []string{"api.example.com/v1", "ftp://example.com/v1", "http:///v1", "http://a b/", "http://user:s3cret@a b/"} {
+		_, err := ParseEndpoint(raw)
+		if err == nil {
 			t.Errorf("ParseEndpoint(%q) accepted it", raw)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("ParseEndpoint(%q): error repeats the credential: %v", raw, err)
 		}
 	}
 }
