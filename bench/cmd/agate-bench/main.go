@@ -693,6 +693,9 @@ func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duratio
 		p := shape
 		p.target, p.res, p.use = t, load.Merge(per[t]...), use[t]
 		p.steal, p.stealKnown = steal[t], stealKnown
+		for _, r := range per[t] {
+			p.rounds = append(p.rounds, r.Latencies())
+		}
 		p.afterPause = stats.Summarize(firsts[t])
 		b.results.add(p)
 	}

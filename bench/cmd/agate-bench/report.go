@@ -50,6 +50,18 @@ type phase struct {
 	// proc.Reader.Steal); stealKnown is false where it cannot be read.
 	steal      time.Duration
 	stealKnown bool
+	// rounds holds the answers' latencies round by round, in the order
+	// the rounds ran (kindRate and kindSaturation, from interleaved).
+	rounds [][]time.Duration
+}
+
+// roundsOf returns the phase's answers round by round; a phase recorded
+// without its rounds is one round.
+func (p phase) roundsOf() [][]time.Duration {
+	if len(p.rounds) > 0 {
+		return p.rounds
+	}
+	return [][]time.Duration{p.res.Latencies()}
 }
 
 // results is everything a run measured.
@@ -107,7 +119,7 @@ func (r *results) verdicts() []verdict {
 			if !ok1 || !ok2 || !ok3 {
 				continue
 			}
-			spreads := addedSpreads(s.res, b.res, a.res, seedOf(stream, rate))
+			spreads := addedSpreads([3][][]time.Duration{s.roundsOf(), b.roundsOf(), a.roundsOf()}, seedOf(stream, rate))
 			for i, pc := range []struct {
 				name string
 				of   func(stats.Summary) time.Duration
@@ -195,19 +207,23 @@ func (r *results) verdicts() []verdict {
 	return out
 }
 
-// How the added-latency verdicts' intervals are drawn: resamples of
-// each target's answers in blocks of consecutive ones (see
-// stats.Resampler). On synthetic answers shaped like a 30-s phase at
-// 200 req/s, 400 resamples put the ends of the p99 ratio's 95 % interval
-// within 0.01 of where 4,000 did and the share within the limit within
-// 1.5 points, under four seeds each; a report takes seconds, not
-// minutes. Blocks of 32 answers are 160 ms at 200 req/s, longer than
-// the pauses a shared machine's processes take, so that the answers one
-// pause slows stay together.
+// How the added-latency verdicts' intervals are drawn. A phase of at
+// least minResampledRounds rounds is resampled by whole rounds, the same
+// rounds for the three targets (see stats.Resampler.Pick); a shorter
+// one (-quick has 3 rounds) by blocks of resampleBlock consecutive
+// answers (see stats.Resampler), since a handful of rounds gives too
+// few distinct resamples to draw an interval from. On synthetic answers
+// shaped like a 30-s phase at 200 req/s, 400 resamples put the ends of
+// the p99 ratio's 95 % interval within 0.01 of where 4,000 did and the
+// share within the limit within 1.5 points, under four seeds each; a
+// report takes seconds, not minutes. Blocks of 32 answers are 160 ms at
+// 200 req/s, longer than the pauses a shared machine's processes take,
+// so that the answers one pause slows stay together.
 const (
-	resamples     = 400
-	resampleBlock = 32
-	intervalShare = 0.95
+	resamples          = 400
+	resampleBlock      = 32
+	minResampledRounds = 9
+	intervalShare      = 0.95
 )
 
 // spread is how far one added-latency verdict can be trusted: the 95 %
@@ -218,6 +234,9 @@ const (
 type spread struct {
 	ratio  stats.Interval
 	within float64
+	// rounds is how many rounds were resampled whole; 0 when answers
+	// were resampled in blocks.
+	rounds int
 }
 
 func (s spread) String() string {
@@ -225,27 +244,45 @@ func (s spread) String() string {
 	if math.IsInf(s.ratio.Hi, 1) {
 		hi = "unbounded"
 	}
-	return fmt.Sprintf("(95 %% interval %s–%s; within the limit in %.0f %% of resamples)", times(s.ratio.Lo), hi, 100*s.within)
+	how := fmt.Sprintf("answers resampled in blocks of %d", resampleBlock)
+	if s.rounds > 0 {
+		how = fmt.Sprintf("its %d rounds resampled", s.rounds)
+	}
+	return fmt.Sprintf("(95 %% interval %s–%s, %s; within the limit in %.0f %% of resamples)", times(s.ratio.Lo), hi, how, 100*s.within)
 }
 
-// addedSpreads resamples the answers of one mode and rate (the upstream
-// straight, the bare proxy, Agate) and returns the spread of the p50 and
-// the p99 verdicts, in that order; nil when a target has no samples.
-func addedSpreads(straight, bare, agate load.Result, seed uint64) []spread {
-	src := [3][]time.Duration{straight.Latencies(), bare.Latencies(), agate.Latencies()}
-	for _, l := range src {
-		if len(l) == 0 {
+// addedSpreads resamples the answers of one mode and rate, given round
+// by round for each target (the upstream straight, the bare proxy,
+// Agate), and returns the spread of the p50 and the p99 verdicts, in
+// that order; nil when a target has no samples.
+func addedSpreads(rounds [3][][]time.Duration, seed uint64) []spread {
+	var flat [3][]time.Duration
+	for i, rs := range rounds {
+		for _, r := range rs {
+			flat[i] = append(flat[i], r...)
+		}
+		if len(flat[i]) == 0 {
 			return nil
 		}
 	}
+	n := len(rounds[0])
+	byRounds := n >= minResampledRounds && len(rounds[1]) == n && len(rounds[2]) == n
 	rs := stats.NewResampler(seed, resampleBlock)
 	var buf [3][]time.Duration
+	var pick []int
 	pcts := []float64{50, 99}
 	ratios := make([][]float64, len(pcts))
 	within := make([]int, len(pcts))
 	for range resamples {
-		for i := range src {
-			buf[i] = rs.Resample(buf[i], src[i])
+		if byRounds {
+			pick = rs.Pick(pick, n)
+		}
+		for i := range flat {
+			if byRounds {
+				buf[i] = stats.Gather(buf[i], rounds[i], pick)
+			} else {
+				buf[i] = rs.Resample(buf[i], flat[i])
+			}
 		}
 		for j, p := range pcts {
 			s := stats.Percentile(buf[0], p)
@@ -260,6 +297,9 @@ func addedSpreads(straight, bare, agate load.Result, seed uint64) []spread {
 	out := make([]spread, len(pcts))
 	for j := range pcts {
 		out[j] = spread{ratio: stats.IntervalOf(ratios[j], intervalShare), within: float64(within[j]) / resamples}
+		if byRounds {
+			out[j].rounds = n
+		}
 	}
 	return out
 }

@@ -225,7 +225,7 @@ func TestAddedSpreads(t *testing.T) {
 			func(w float64) bool { return w <= 0.05 }, 1.7, 2.3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp := addedSpreads(straight, bare, tc.agate, 9)
+			sp := addedSpreads(oneRound(straight, bare, tc.agate), 9)
 			if len(sp) != 2 {
 				t.Fatalf("got %d spreads, want p50 and p99", len(sp))
 			}
@@ -240,14 +240,75 @@ func TestAddedSpreads(t *testing.T) {
 			if p50 := sp[0].ratio; p50.Lo < tc.wantLo || p50.Hi > tc.wantHi {
 				t.Errorf("p50 ratio interval %+v, want within [%.1f, %.1f]", p50, tc.wantLo, tc.wantHi)
 			}
-			again := addedSpreads(straight, bare, tc.agate, 9)
+			again := addedSpreads(oneRound(straight, bare, tc.agate), 9)
 			if !slices.Equal(sp, again) {
 				t.Errorf("the same samples and seed gave %+v, then %+v", sp, again)
 			}
 		})
 	}
-	if sp := addedSpreads(straight, load.Result{}, bare, 9); sp != nil {
+	if sp := addedSpreads(oneRound(straight, load.Result{}, bare), 9); sp != nil {
 		t.Errorf("a target without samples gave spreads %+v", sp)
+	}
+}
+
+// oneRound gives each target's answers as a phase of a single round.
+func oneRound(straight, bare, agate load.Result) [3][][]time.Duration {
+	return [3][][]time.Duration{{straight.Latencies()}, {bare.Latencies()}, {agate.Latencies()}}
+}
+
+// TestAddedSpreadsByRounds: a stall that slowed one of Agate's 45 rounds
+// decides its p99 (the round is 2.2 % of its answers), and resampling
+// answers calls that a verdict; resampling whole rounds leaves the round
+// out of about a third of the resamples and says the verdict is chance.
+func TestAddedSpreadsByRounds(t *testing.T) {
+	const rounds, per = 45, 660
+	var straight, bare, agate [][]time.Duration
+	for i := range rounds {
+		seed := uint64(10 * i)
+		straight = append(straight, jittered(per, 1000*us, 100*us, 500*us, seed))
+		bare = append(bare, jittered(per, 1250*us, 100*us, 700*us, seed+1))
+		a := jittered(per, 1250*us, 100*us, 700*us, seed+2)
+		if i == 17 {
+			for j := range a {
+				a[j] += 20 * time.Millisecond
+			}
+		}
+		agate = append(agate, a)
+	}
+	sp := addedSpreads([3][][]time.Duration{straight, bare, agate}, 9)
+	if len(sp) != 2 {
+		t.Fatalf("got %d spreads, want p50 and p99", len(sp))
+	}
+	p99 := sp[1]
+	if p99.rounds != rounds {
+		t.Errorf("resampled %d rounds, want %d", p99.rounds, rounds)
+	}
+	if p99.ratio.Lo > maxAddedRatio || p99.ratio.Hi < 10 {
+		t.Errorf("p99 interval by rounds %+v, want it to reach from within the limit to the stall", p99.ratio)
+	}
+	if p99.within < 0.2 || p99.within > 0.55 {
+		t.Errorf("p99 within the limit in %.2f of resamples by rounds, want about a third ((44/45)^45 = 0.36)", p99.within)
+	}
+	if !strings.Contains(p99.String(), "its 45 rounds resampled") {
+		t.Errorf("spread reads %q, want it to say rounds were resampled", p99.String())
+	}
+	if p50 := sp[0]; p50.within < 0.95 {
+		t.Errorf("p50 within the limit in %.2f of resamples, want nearly all: the stall is 2 %% of the answers", p50.within)
+	}
+
+	flat := func(rs [][]time.Duration) [][]time.Duration { return [][]time.Duration{slices.Concat(rs...)} }
+	byBlocks := addedSpreads([3][][]time.Duration{flat(straight), flat(bare), flat(agate)}, 9)
+	if w := byBlocks[1].within; w > 0.05 {
+		t.Errorf("p99 within the limit in %.2f of resamples by blocks of answers, want nearly none", w)
+	}
+	if byBlocks[1].rounds != 0 || !strings.Contains(byBlocks[1].String(), "blocks of 32") {
+		t.Errorf("a one-round phase was not resampled in blocks: %+v %q", byBlocks[1], byBlocks[1].String())
+	}
+
+	// Fewer rounds than minResampledRounds: blocks of answers.
+	few := addedSpreads([3][][]time.Duration{straight[:3], bare[:3], agate[:3]}, 9)
+	if few[1].rounds != 0 {
+		t.Errorf("3 rounds were resampled whole; want blocks of answers")
 	}
 }
 

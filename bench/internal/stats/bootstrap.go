@@ -45,6 +45,38 @@ func (r *Resampler) Resample(dst, src []time.Duration) []time.Duration {
 	return dst
 }
 
+// Pick draws n indexes of [0, n) with replacement into dst (reusing its
+// array): which rounds of a phase make up one resample when whole rounds
+// are resampled, the same indexes for every target measured in them.
+//
+// Resampling answers, even in blocks, treats a phase as one long
+// stretch of a steady machine; a stall of the host lasting seconds then
+// looks like part of the target it fell on rather than like chance. A
+// round is the unit the harness actually repeats, and the targets'
+// rounds of one index ran within seconds of each other, so drawing
+// rounds by index keeps what the machine did at the time common to all
+// three and leaves what fell on one target's rounds alone to move its
+// resampled percentiles as much as it moved the run's.
+func (r *Resampler) Pick(dst []int, n int) []int {
+	dst = dst[:0]
+	for range n {
+		dst = append(dst, r.rng.IntN(n))
+	}
+	return dst
+}
+
+// Gather returns the samples of the picked rounds, in ascending order,
+// reusing dst's array when it is large enough. A round picked twice
+// counts twice.
+func Gather(dst []time.Duration, rounds [][]time.Duration, pick []int) []time.Duration {
+	dst = dst[:0]
+	for _, i := range pick {
+		dst = append(dst, rounds[i]...)
+	}
+	slices.Sort(dst)
+	return dst
+}
+
 // Interval is a two-sided bootstrap interval of a statistic: the range
 // that holds the middle of its resampled values.
 type Interval struct {

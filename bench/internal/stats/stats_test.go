@@ -140,6 +140,43 @@ func TestResampleIsSeeded(t *testing.T) {
 	}
 }
 
+func TestPickAndGather(t *testing.T) {
+	rounds := [][]time.Duration{ms(1, 2), ms(30), ms(400, 500, 600)}
+	r := NewResampler(3, 1)
+	seen := map[int]bool{}
+	var pick []int
+	var got []time.Duration
+	for range 200 {
+		pick = r.Pick(pick, len(rounds))
+		if len(pick) != len(rounds) {
+			t.Fatalf("picked %v from %d rounds", pick, len(rounds))
+		}
+		want := 0
+		for _, i := range pick {
+			if i < 0 || i >= len(rounds) {
+				t.Fatalf("picked round %d of %d", i, len(rounds))
+			}
+			seen[i] = true
+			want += len(rounds[i])
+		}
+		got = Gather(got, rounds, pick)
+		if len(got) != want || !slices.IsSorted(got) {
+			t.Fatalf("gathered %v from rounds %v", got, pick)
+		}
+	}
+	if len(seen) != len(rounds) {
+		t.Errorf("200 picks drew only rounds %v", seen)
+	}
+	if got := Gather(nil, rounds, []int{2, 0, 2}); !slices.Equal(got, ms(1, 2, 400, 400, 500, 500, 600, 600)) {
+		t.Errorf("Gather of rounds 2, 0, 2 = %v", got)
+	}
+	a := NewResampler(5, 1).Pick(nil, 10)
+	b := NewResampler(5, 1).Pick(nil, 10)
+	if !slices.Equal(a, b) {
+		t.Errorf("same seed, different picks: %v and %v", a, b)
+	}
+}
+
 func TestIntervalOf(t *testing.T) {
 	vals := make([]float64, 0, 100)
 	for i := 100; i >= 1; i-- {
