@@ -51,28 +51,31 @@ func TestAppendConfig(t *testing.T) {
 }
 
 // A constant-rate phase lasts -duration unless that gives a target fewer
-// than -min-answers answers; then it lasts long enough for them, in rounds
-// as long as -duration's.
+// than -min-answers answers; then it lasts long enough for them. Either
+// way it has -rate-rounds rounds, or fewer where a round would be
+// shorter than minRound.
 func TestRateSpan(t *testing.T) {
 	for _, tc := range []struct {
 		duration   time.Duration
-		rounds     int
+		rateRounds int
 		minAnswers int
 		rate       int
 		wantD      time.Duration
 		wantRounds int
 	}{
-		{30 * time.Second, 9, 30000, 200, 150 * time.Second, 45},
-		{30 * time.Second, 9, 30000, 1000, 30 * time.Second, 9},
-		{30 * time.Second, 9, 30000, 2000, 30 * time.Second, 9},
-		{30 * time.Second, 9, 0, 200, 30 * time.Second, 9},               // off
-		{30 * time.Second, 9, 7000, 200, 35 * time.Second, 11},           // 10.5 rounds' worth, rounded up
-		{30 * time.Second, 9, 30000, 150, 200 * time.Second, 60},         // a rate that is not a divisor
-		{1500 * time.Millisecond, 3, 0, 200, 1500 * time.Millisecond, 3}, // -quick
-		{9 * time.Second, 9, 1000, 300, 9 * time.Second, 9},              // 2,700 answers already
-		{30 * time.Second, 9, 100, 3, 33333333334, 10},                   // 33.33… s, rounded up to the nanosecond
+		{30 * time.Second, 45, 30000, 200, 150 * time.Second, 45}, // stretched: rounds of 3.3 s
+		{30 * time.Second, 45, 30000, 1000, 30 * time.Second, 45}, // rounds of 0.67 s
+		{30 * time.Second, 45, 30000, 2000, 30 * time.Second, 45},
+		{30 * time.Second, 45, 0, 200, 30 * time.Second, 45},              // off
+		{30 * time.Second, 9, 7000, 200, 35 * time.Second, 9},             // longer, as many rounds
+		{30 * time.Second, 45, 30000, 150, 200 * time.Second, 45},         // a rate that is not a divisor
+		{1500 * time.Millisecond, 45, 0, 200, 1500 * time.Millisecond, 3}, // -quick: rounds of 0.5 s at least
+		{9 * time.Second, 45, 1000, 300, 9 * time.Second, 18},             // 2,700 answers already; 0.5-s rounds
+		{30 * time.Second, 9, 100, 3, 33333333334, 9},                     // 33.33… s, rounded up to the nanosecond
+		{200 * time.Millisecond, 45, 0, 1000, 200 * time.Millisecond, 1},  // shorter than a round: one
+		{30 * time.Second, 45, 30000, 0, 30 * time.Second, 45},            // no rate: -duration alone
 	} {
-		s := settings{duration: tc.duration, rounds: tc.rounds, minAnswers: tc.minAnswers}
+		s := settings{duration: tc.duration, rateRounds: tc.rateRounds, minAnswers: tc.minAnswers}
 		d, rounds := s.rateSpan(tc.rate)
 		if d != tc.wantD || rounds != tc.wantRounds {
 			t.Errorf("%+v at %d req/s: %v in %d rounds, want %v in %d", s, tc.rate, d, rounds, tc.wantD, tc.wantRounds)
@@ -80,8 +83,11 @@ func TestRateSpan(t *testing.T) {
 		if got := time.Duration(tc.rate) * d / time.Second; tc.minAnswers > 0 && int(got) < tc.minAnswers && d != tc.duration {
 			t.Errorf("%+v at %d req/s: %v gives %d answers, fewer than %d", s, tc.rate, d, got, tc.minAnswers)
 		}
+		if rounds > 1 && d/time.Duration(rounds) < minRound {
+			t.Errorf("%+v at %d req/s: rounds of %v, shorter than %v", s, tc.rate, d/time.Duration(rounds), minRound)
+		}
 	}
-	s := settings{duration: 30 * time.Second, rounds: 9, minAnswers: 30000, rates: []int{200, 1000}}
+	s := settings{duration: 30 * time.Second, rateRounds: 45, minAnswers: 30000, rates: []int{200, 1000}}
 	if got, want := s.stretchedRates(), "200 req/s 2m30s in 45 rounds"; got != want {
 		t.Errorf("stretchedRates() = %q, want %q", got, want)
 	}

@@ -50,7 +50,8 @@ type settings struct {
 	minAnswers    int           // per target and constant-rate phase; stretches duration at low rates
 	warmup        time.Duration
 	satDuration   time.Duration
-	rounds        int
+	rounds        int // of a saturation phase
+	rateRounds    int // of a constant-rate phase, at most (see rateSpan)
 	conns         int
 	streams       int
 	hold          time.Duration // how long each held stream lasts
@@ -74,8 +75,9 @@ func main() {
 	flag.StringVar(&rates, "rates", "200,1000,2000", "constant rates to drive, in requests per second")
 	flag.DurationVar(&s.duration, "duration", 30*time.Second, "length of each constant-rate phase")
 	flag.DurationVar(&s.satDuration, "sat-duration", 5*time.Second, "length of each saturation phase")
-	flag.IntVar(&s.rounds, "rounds", 9, "rounds each phase is split into, the targets' order rotating (3 with -quick)")
-	flag.IntVar(&s.minAnswers, "min-answers", 30000, "a constant-rate phase lasts long enough for at least this many answers from each target, in more rounds of the same length (0: -duration alone; 0 with -quick)")
+	flag.IntVar(&s.rounds, "rounds", 9, "rounds each saturation phase is split into, the targets' order rotating (3 with -quick)")
+	flag.IntVar(&s.rateRounds, "rate-rounds", 45, "rounds each constant-rate phase is split into, the targets' order rotating; fewer where a round would be shorter than 0.5 s")
+	flag.IntVar(&s.minAnswers, "min-answers", 30000, "a constant-rate phase lasts long enough for at least this many answers from each target, in the same number of longer rounds (0: -duration alone; 0 with -quick)")
 	flag.IntVar(&s.conns, "conns", 64, "connections (closed loops) in the saturation phases")
 	flag.IntVar(&s.streams, "streams", 1000, "streams held open at once in the memory phase")
 	flag.DurationVar(&s.hold, "hold", 8*time.Second, "how long each held-open stream lasts")
@@ -136,8 +138,8 @@ func main() {
 		os.Exit(2)
 	}
 	s.modes = modeList
-	if s.rounds < 1 {
-		fmt.Fprintln(os.Stderr, "agate-bench: -rounds must be at least 1")
+	if s.rounds < 1 || s.rateRounds < 1 {
+		fmt.Fprintln(os.Stderr, "agate-bench: -rounds and -rate-rounds must be at least 1")
 		os.Exit(2)
 	}
 	if s.minAnswers < 0 {
@@ -594,27 +596,34 @@ func (b *bench) saturationPhases(ctx context.Context, bins binaries) error {
 }
 
 // rateSpan is how long each target is driven at rate, and in how many
-// rounds: -duration in -rounds, unless fewer than -min-answers answers
-// would come of it. A p99 is decided by its slowest hundredth: from the
-// 6,000 answers of 30 s at 200 req/s that is 60 answers, and the ratio of
-// two proxies' added p99s moved by ±0.3 between resamples of one run
+// rounds: -duration, unless fewer than -min-answers answers would come
+// of it. A p99 is decided by its slowest hundredth: from the 6,000
+// answers of 30 s at 200 req/s that is 60 answers, and the ratio of two
+// proxies' added p99s moved by ±0.3 between resamples of one run
 // (docs/benchmarks.md, "How far a run can be trusted"), where the 30,000
-// of 1000 req/s held it within about ±0.1. Stretched, the phase keeps the
-// rounds' length, so the targets still alternate as often.
+// of 1000 req/s held it within about ±0.1.
+//
+// The phase is split into -rate-rounds rounds, or as many of minRound
+// as fit. Rounds are what cancel the machine's drift between the
+// targets: a target's answers in one round share the machine's state of
+// those seconds, and the targets alternate once a round. Nine rounds of
+// 3.3 s at 1000 req/s left the p50 verdict's interval 0.34 and 0.44
+// wide in two runs on the twenty-fifth session's VM, the added p50 of
+// single rounds ranging over 217–509 µs through the bare proxy; 45
+// rounds of 0.67 s, in the same minutes, gave 0.14 and 0.24.
 func (s settings) rateSpan(rate int) (time.Duration, int) {
-	if s.minAnswers <= 0 || rate <= 0 {
-		return s.duration, s.rounds
+	d := s.duration
+	if s.minAnswers > 0 && rate > 0 {
+		need := time.Duration((int64(s.minAnswers)*int64(time.Second) + int64(rate) - 1) / int64(rate))
+		d = max(d, need)
 	}
-	need := time.Duration((int64(s.minAnswers)*int64(time.Second) + int64(rate) - 1) / int64(rate))
-	if need <= s.duration {
-		return s.duration, s.rounds
-	}
-	// As many rounds as -duration's length fits into the time needed, from
-	// the answers rather than from need, which is rounded to nanoseconds.
-	per := int64(rate) * int64(s.duration)
-	rounds := int((int64(s.rounds)*int64(s.minAnswers)*int64(time.Second) + per - 1) / per)
-	return need, rounds
+	return d, max(1, min(s.rateRounds, int(d/minRound)))
 }
+
+// minRound is the shortest round of a constant-rate phase: each round
+// begins with roundWarmup unrecorded and ends with settleTime, and a
+// round much shorter than those would leave the phase mostly pauses.
+const minRound = 500 * time.Millisecond
 
 // targets is the order of the first round of each phase.
 var targets = []string{tUpstream, tBare, tAgate}
@@ -636,7 +645,8 @@ func closeClients(m map[string]*load.Client) {
 // roundWarmup is how long each round of a constant-rate phase first
 // sends, at the phase's rate, before it records anything. Between its
 // rounds a target sits idle while the other two have theirs (7 s with
-// 30-s phases), and the first answers after such a pause are slow for
+// the 3.3-s rounds of 200 req/s, about 2 s with the 0.67-s rounds of
+// 1000 req/s), and the first answers after such a pause are slow for
 // reasons that are not the steady rate's: on this project's VMs the
 // first answer after 7 s idle took 13–17 ms from the upstream straight,
 // 21–25 ms through the bare proxy and 28–52 ms through Agate, against

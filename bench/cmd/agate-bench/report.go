@@ -341,8 +341,9 @@ func (r *results) write(w io.Writer) {
 	m := r.machine
 	fmt.Fprintf(w, "- machine: %d CPUs (%s), Linux %s, %s; load average %s at start, %s at the end\n", m.cpus, m.cpuModel, m.kernel, m.goVersion, m.loadStart, m.loadEnd)
 	fmt.Fprintf(w, "- source: %s\n", m.commit)
-	fmt.Fprintf(w, "- run: %s; per target: constant-rate phases %v, saturation %v with %d connections, each in %d rounds with the targets' order rotating; %d streams of %v (a chunk per %v); upstream latency %v; the run took %v\n",
-		map[bool]string{true: "-quick", false: "full"}[s.quick], s.duration, s.satDuration, s.conns, s.rounds, s.streams, s.hold, s.holdInterval, s.latency, r.elapsed.Round(time.Second))
+	_, rateRounds := s.rateSpan(0)
+	fmt.Fprintf(w, "- run: %s; per target: constant-rate phases %v in %d rounds, saturation %v with %d connections in %d rounds, the targets' order rotating from round to round; %d streams of %v (a chunk per %v); upstream latency %v; the run took %v\n",
+		map[bool]string{true: "-quick", false: "full"}[s.quick], s.duration, rateRounds, s.satDuration, s.conns, s.rounds, s.streams, s.hold, s.holdInterval, s.latency, r.elapsed.Round(time.Second))
 	if stretched := s.stretchedRates(); stretched != "" {
 		fmt.Fprintf(w, "- constant-rate phases last long enough for at least %d answers a target: %s\n", s.minAnswers, stretched)
 	}
