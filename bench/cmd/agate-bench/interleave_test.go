@@ -61,6 +61,13 @@ func TestInterleavedWarmsEachRound(t *testing.T) {
 				if !p.stealKnown || p.steal < 0 {
 					t.Errorf("%s: host steal %v (read: %v), want a reading of /proc/stat", tg, p.steal, p.stealKnown)
 				}
+				var sum time.Duration
+				for _, s := range p.roundSteal {
+					sum += s
+				}
+				if len(p.roundSteal) != rounds || len(p.rounds) != rounds || sum != p.steal {
+					t.Errorf("%s: %d rounds' steal summing to %v and %d rounds' answers, want %d of each, summing to %v", tg, len(p.roundSteal), sum, len(p.rounds), rounds, p.steal)
+				}
 				if p.afterPause.N != wantN || (warmed && p.afterPause.Max >= time.Second) {
 					t.Errorf("%s: after a pause %+v, want %d first answers", tg, p.afterPause, wantN)
 				}

@@ -290,10 +290,12 @@ func run(ctx context.Context, s settings) error {
 
 // writeTrace writes one CSV line per OK answer of the constant-rate and
 // saturation phases: whether a target's slow answers come together (a
-// pause of the whole process) or alone shows in when they were sent.
+// pause of the whole process) or alone shows in when they were sent, and
+// whether they come with the host's steal in the round's columns (round
+// number, its steal in ms; -1 where steal was not read).
 func writeTrace(path string, phases []phase) error {
 	var b strings.Builder
-	b.WriteString("phase,mode,rate,target,sent_unix_ns,latency_us\n")
+	b.WriteString("phase,mode,rate,target,round,round_steal_ms,sent_unix_ns,latency_us\n")
 	for _, p := range phases {
 		name := "rate"
 		switch p.kind {
@@ -303,8 +305,23 @@ func writeTrace(path string, phases []phase) error {
 		default:
 			continue
 		}
+		// The merged samples are in round order, so each round's count
+		// of answers tells where the next begins.
+		round, left := 0, -1
+		if len(p.rounds) > 0 {
+			left = len(p.rounds[0])
+		}
 		for _, smp := range p.res.Samples() {
-			fmt.Fprintf(&b, "%s,%s,%d,%s,%d,%.1f\n", name, mode(p.stream), p.rate, p.target, smp.At.UnixNano(), float64(smp.Latency.Nanoseconds())/1000)
+			for left == 0 && round+1 < len(p.rounds) {
+				round++
+				left = len(p.rounds[round])
+			}
+			left--
+			steal := int64(-1)
+			if round < len(p.roundSteal) {
+				steal = p.roundSteal[round].Milliseconds()
+			}
+			fmt.Fprintf(&b, "%s,%s,%d,%s,%d,%d,%d,%.1f\n", name, mode(p.stream), p.rate, p.target, round, steal, smp.At.UnixNano(), float64(smp.Latency.Nanoseconds())/1000)
 		}
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
@@ -669,6 +686,7 @@ func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duratio
 	per := map[string][]load.Result{}
 	use := map[string]map[string]procUse{}
 	steal := map[string]time.Duration{}
+	roundSteal := map[string][]time.Duration{}
 	stealKnown := true
 	firsts := map[string][]time.Duration{}
 	d := total / time.Duration(rounds)
@@ -691,6 +709,7 @@ func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duratio
 				stealKnown = false
 			}
 			steal[t] += s1 - s0
+			roundSteal[t] = append(roundSteal[t], s1-s0)
 			per[t] = append(per[t], res)
 			use[t] = addUse(use[t], u)
 			if err := b.checkAlive(); err != nil {
@@ -705,6 +724,9 @@ func (b *bench) interleaved(ctx context.Context, shape phase, total time.Duratio
 		p.steal, p.stealKnown = steal[t], stealKnown
 		for _, r := range per[t] {
 			p.rounds = append(p.rounds, r.Latencies())
+		}
+		if stealKnown {
+			p.roundSteal = roundSteal[t]
 		}
 		p.afterPause = stats.Summarize(firsts[t])
 		b.results.add(p)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -108,6 +110,61 @@ func TestAddedWithin(t *testing.T) {
 		if got := addedWithin(tc.agate, tc.bare); got != tc.want {
 			t.Errorf("addedWithin(%v, %v) = %v, want %v", tc.agate, tc.bare, got, tc.want)
 		}
+	}
+}
+
+func TestStealCell(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		p    phase
+		want string
+	}{
+		{phase{}, "—"},
+		{phase{stealKnown: true, steal: 30 * ms, roundSteal: []time.Duration{10 * ms, 20 * ms, 0}}, "30"},
+		{phase{stealKnown: true, steal: 1500 * ms, roundSteal: []time.Duration{50 * ms, 1440 * ms, 10 * ms}}, "1500 (2 of 3 rounds ≥ 50)"},
+		{phase{stealKnown: true, steal: 70 * ms}, "70"}, // rounds not recorded
+	} {
+		if got := tc.p.stealCell(); got != tc.want {
+			t.Errorf("stealCell(%v, %v) = %q, want %q", tc.p.steal, tc.p.roundSteal, got, tc.want)
+		}
+	}
+}
+
+func TestWriteTraceRounds(t *testing.T) {
+	ms := time.Millisecond
+	rounds := [][]time.Duration{{1 * ms, 2 * ms}, {}, {3 * ms}}
+	res := load.Merge(load.NewResult(2, time.Second, rounds[0], nil), load.NewResult(0, time.Second, rounds[1], nil), load.NewResult(1, time.Second, rounds[2], nil))
+	phases := []phase{
+		{kind: kindRate, rate: 200, target: tAgate, res: res, rounds: rounds, roundSteal: []time.Duration{0, 20 * ms, 70 * ms}},
+		{kind: kindSaturation, stream: true, target: tBare, res: load.NewResult(1, time.Second, []time.Duration{4 * ms}, nil)},
+		{kind: kindHold, target: tAgate, res: load.NewResult(1, time.Second, []time.Duration{5 * ms}, nil)},
+	}
+	path := filepath.Join(t.TempDir(), "trace.csv")
+	if err := writeTrace(path, phases); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	want := []string{
+		"phase,mode,rate,target,round,round_steal_ms,sent_unix_ns,latency_us",
+		"rate,plain,200,agate,0,0,",
+		"rate,plain,200,agate,0,0,",
+		"rate,plain,200,agate,2,70,", // the empty round 1 is skipped
+		"saturation,streaming,0,bare proxy,0,-1,",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("trace has %d lines, want %d:\n%s", len(lines), len(want), b)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d = %q, want it to begin %q", i, lines[i], w)
+		}
+	}
+	if !strings.HasSuffix(lines[3], ",3000.0") {
+		t.Errorf("line 3 = %q, want the latency 3000.0 µs", lines[3])
 	}
 }
 
