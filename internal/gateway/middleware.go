@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -13,6 +14,9 @@ import (
 	"github.com/agate-gateway/agate/internal/model"
 	"github.com/agate-gateway/agate/internal/telemetry"
 )
+
+// RequestRegion is the runtime/trace region each HTTP request is in.
+const RequestRegion = "http request"
 
 // statusWriter remembers the status a handler wrote, for the access log.
 // It forwards Flush and Unwrap so streaming and ResponseController work.
@@ -48,8 +52,13 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // access log line. The line is written by g.after once the handler has
 // returned: until then a chunked response has not ended for the client,
 // and the connection does not read the client's next request.
+//
+// Each request is a runtime/trace region, so that an execution trace of
+// the gateway (go tool trace, or bench/cmd/trace-regions) shows where
+// each request's time went; outside a trace the region costs a check.
 func (g *Gateway) withRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer trace.StartRegion(r.Context(), RequestRegion).End()
 		start := time.Now()
 		// An MCP client's GET is the stream it listens on for the
 		// server's messages, open for as long as its session and idle

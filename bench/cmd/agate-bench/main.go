@@ -59,6 +59,7 @@ type settings struct {
 	latency       time.Duration // upstream latency before the first byte
 	prebuiltAgate string
 	profileDir    string
+	execTrace     bool
 	keep          bool
 	outPath       string
 	tracePath     string
@@ -84,6 +85,7 @@ func main() {
 	flag.DurationVar(&s.latency, "latency", time.Millisecond, "upstream latency before the response starts")
 	flag.StringVar(&s.prebuiltAgate, "agate", "", "use this agate binary instead of building ./cmd/agate")
 	flag.StringVar(&s.profileDir, "profile", "", "run Agate's profiling copy (bench/cmd/agate-profile) and save CPU and heap profiles here")
+	flag.BoolVar(&s.execTrace, "exectrace", false, "with -profile: also take execution traces of Agate and the bare proxy over each constant-rate phase, and split their requests' time (bench/cmd/trace-regions)")
 	flag.BoolVar(&s.keep, "keep", false, "keep the work directory (configs, logs, data)")
 	flag.StringVar(&s.outPath, "out", "", "also write the Markdown report to this file")
 	flag.StringVar(&s.tracePath, "trace", "", "write every OK answer of the constant-rate and saturation phases to this CSV file (when sent, how long it took)")
@@ -98,6 +100,10 @@ func main() {
 	phases := flag.String("phases", "rate,saturation,streams", "which phases to run, of rate, saturation and streams")
 	modes := flag.String("modes", "plain,streaming", "which requests the rate and saturation phases send, of plain and streaming")
 	flag.Parse()
+	if s.execTrace && s.profileDir == "" {
+		fmt.Fprintln(os.Stderr, "agate-bench: -exectrace needs -profile DIR")
+		os.Exit(2)
+	}
 	s.warmup = time.Second
 	s.holdInterval = 100 * time.Millisecond
 	if s.quick {
@@ -565,7 +571,13 @@ func (b *bench) ratePhases(ctx context.Context, bins binaries) error {
 				// At a constant rate the idle-to-busy wake-ups count, which a
 				// saturated run hides.
 				span := 3*d + time.Duration(3*rounds)*settleTime + time.Second
-				profile = b.startCPUProfiles(ctx, fmt.Sprintf("cpu-%s-%d.pprof", mode(stream), rate), span)
+				profile = b.startProfiles(ctx, "profile", fmt.Sprintf("cpu-%s-%d.pprof", mode(stream), rate), span)
+				if b.s.execTrace {
+					// Both at once: the trace's own cost falls on the
+					// profiled phase alike for the two proxies.
+					cpu, tr := profile, b.startProfiles(ctx, "trace", fmt.Sprintf("trace-%s-%d.out", mode(stream), rate), span)
+					profile = func() { cpu(); tr() }
+				}
 			}
 			err := b.interleaved(ctx, phase{kind: kindRate, stream: stream, rate: rate}, d, rounds,
 				func(t string, d time.Duration) load.Result { return clients[t].Rate(b.request(t, stream), rate, d) },
@@ -592,7 +604,7 @@ func (b *bench) saturationPhases(ctx context.Context, bins binaries) error {
 			// The profile spans the interleaved rounds; Agate is busy only
 			// in its own, so its samples are those of its rounds.
 			span := 3*b.s.satDuration + time.Duration(3*b.s.rounds)*settleTime + time.Second
-			profile = b.startCPUProfiles(ctx, fmt.Sprintf("cpu-%s.pprof", mode(stream)), span)
+			profile = b.startProfiles(ctx, "profile", fmt.Sprintf("cpu-%s.pprof", mode(stream)), span)
 		}
 		err := b.interleaved(ctx, phase{kind: kindSaturation, stream: stream}, b.s.satDuration, b.s.rounds,
 			func(t string, d time.Duration) load.Result {
@@ -749,22 +761,23 @@ func addUse(a, b map[string]procUse) map[string]procUse {
 	return a
 }
 
-// startCPUProfiles starts CPU profiles lasting span of the profiling
-// copy of Agate (saved as agate-NAME) and of the bare proxy (bareproxy-NAME),
-// so that the two can be set side by side (go tool pprof -diff_base);
-// the returned func waits for them.
-func (b *bench) startCPUProfiles(ctx context.Context, name string, span time.Duration) func() {
+// startProfiles starts profiles of a kind (/debug/pprof/KIND: "profile"
+// for CPU, "trace" for an execution trace) lasting span, of the
+// profiling copy of Agate (saved as agate-NAME) and of the bare proxy
+// (bareproxy-NAME), so that the two can be set side by side (go tool
+// pprof -diff_base, trace-regions); the returned func waits for them.
+func (b *bench) startProfiles(ctx context.Context, kind, name string, span time.Duration) func() {
 	secs := max(1, int(span.Seconds()))
 	var waits []func()
 	for prefix, addr := range map[string]string{"agate-": b.pprof, "bareproxy-": b.barePprof} {
 		file := prefix + name
 		done := make(chan error, 1)
 		go func() {
-			done <- fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), filepath.Join(b.s.profileDir, file))
+			done <- fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, kind, secs), filepath.Join(b.s.profileDir, file))
 		}()
 		waits = append(waits, func() {
 			if err := <-done; err != nil {
-				step("CPU profile %s: %v", file, err)
+				step("%s %s: %v", kind, file, err)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agate-gateway/agate/bench/internal/load"
+	"github.com/agate-gateway/agate/bench/internal/regions"
 	"github.com/agate-gateway/agate/bench/internal/stats"
 )
 
@@ -627,7 +628,35 @@ func summarizeProfiles(root, bin, dir string) string {
 			fmt.Fprintf(&b, "runtime memory of %s with the streams held open:\n\n```\n%s```\n\n", name, ms)
 		}
 	}
+	traces, _ := filepath.Glob(filepath.Join(dir, "*-trace-*.out"))
+	if len(traces) > 0 {
+		b.WriteString("Where the requests' time went, from the execution traces (bench/cmd/trace-regions): each band of requests, by duration, " +
+			"with the mean µs a request's goroutine spent in each state and the mean µs the process's other goroutines ran while it was open.\n\n")
+	}
+	for _, path := range traces {
+		if err := splitTrace(&b, path); err != nil {
+			fmt.Fprintf(&b, "%s: %v\n\n", path, err)
+		}
+	}
 	return b.String()
+}
+
+// splitTrace writes the trace-regions table of the trace at path.
+func splitTrace(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	a, err := regions.Analyze(f, regions.Name)
+	if err != nil {
+		return err
+	}
+	// A target sits idle through the other two's rounds; the requests
+	// of each round's untimed warm-up are left out, as the timings do.
+	a.DropWarmups(500*time.Millisecond, roundWarmup)
+	a.Report(w, path, 4)
+	return nil
 }
 
 // stretchedRates lists the rates whose phases -min-answers made longer
