@@ -72,6 +72,9 @@ type Analysis struct {
 	first    trace.Time
 	last     trace.Time
 	dropped  int // warm-up requests left out (DropWarmups)
+	// onThread holds, for each OS thread, the stretches in which it
+	// executed a goroutine (running or in a system call), by start.
+	onThread map[trace.ThreadID][]span
 }
 
 // Analyze reads an execution trace and returns its requests, each
@@ -81,7 +84,11 @@ func Analyze(rd io.Reader, region string) (*Analysis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read trace: %w", err)
 	}
-	a := &Analysis{names: map[trace.GoID]string{}}
+	a := &Analysis{names: map[trace.GoID]string{}, onThread: map[trace.ThreadID][]span{}}
+	executing := map[trace.GoID]struct {
+		since trace.Time
+		m     trace.ThreadID
+	}{}
 	states := map[trace.GoID]*goState{}
 	open := map[trace.GoID]*request{}
 	runningSince := map[trace.GoID]trace.Time{}
@@ -121,6 +128,17 @@ func Analyze(rd io.Reader, region string) (*Analysis, error) {
 			}
 			if req := open[g]; req != nil {
 				req.own[classify(gs.state, gs.reason)] += int64(t - max(gs.since, req.start))
+			}
+			if !from.Executing() && to.Executing() && ev.Thread() != trace.NoThread {
+				executing[g] = struct {
+					since trace.Time
+					m     trace.ThreadID
+				}{t, ev.Thread()}
+			} else if from.Executing() && !to.Executing() {
+				if e, ok := executing[g]; ok {
+					a.onThread[e.m] = append(a.onThread[e.m], span{e.since, t, g})
+					delete(executing, g)
+				}
 			}
 			if to == trace.GoRunning {
 				runningSince[g] = t
@@ -166,6 +184,16 @@ func Analyze(rd io.Reader, region string) (*Analysis, error) {
 	}
 	if len(a.requests) == 0 {
 		return nil, fmt.Errorf("no region %q in the trace (was it taken from a build that marks its requests?)", region)
+	}
+	// What still runs when the trace ends ran until then.
+	for g, e := range executing {
+		a.onThread[e.m] = append(a.onThread[e.m], span{e.since, a.last, g})
+	}
+	for g, since := range runningSince {
+		running = append(running, span{since, a.last, g})
+	}
+	for _, spans := range a.onThread {
+		slices.SortFunc(spans, func(x, y span) int { return cmp.Compare(x.start, y.start) })
 	}
 	a.attribute(running, inRegion)
 	return a, nil
@@ -287,6 +315,47 @@ var bands = []struct {
 	{0.9, 0.98, "p90–p98"},
 	{0.98, 0.99, "p98–p99"},
 	{0.99, 1, "slowest 1 %"},
+}
+
+// Request is one request of a trace: the goroutine that served it and
+// when.
+type Request struct {
+	G          trace.GoID
+	Start, End trace.Time
+}
+
+// Band is a band of requests by duration (the fastest half … the
+// slowest hundredth).
+type Band struct {
+	Name     string
+	Requests []Request
+}
+
+// Bands returns the requests in bands of duration, as Report sets them.
+func (a *Analysis) Bands() []Band {
+	var out []Band
+	for _, b := range a.bands() {
+		rb := Band{Name: b.name}
+		for _, r := range b.reqs {
+			rb.Requests = append(rb.Requests, Request{G: r.g, Start: r.start, End: r.end})
+		}
+		out = append(out, rb)
+	}
+	return out
+}
+
+// Executing returns the goroutine that OS thread m executed at t (ran,
+// or was in a system call for), if any.
+func (a *Analysis) Executing(m trace.ThreadID, t trace.Time) (trace.GoID, bool) {
+	spans := a.onThread[m]
+	i, found := slices.BinarySearchFunc(spans, t, func(s span, t trace.Time) int { return cmp.Compare(s.start, t) })
+	if !found {
+		i--
+	}
+	if i < 0 || t >= spans[i].end {
+		return trace.NoGoroutine, false
+	}
+	return spans[i].g, true
 }
 
 type band struct {
