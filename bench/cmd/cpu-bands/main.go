@@ -11,15 +11,15 @@
 // goroutine was serving. Both clocks are CLOCK_MONOTONIC when perf is told
 // so (-k CLOCK_MONOTONIC):
 //
-//	perf record -a -k CLOCK_MONOTONIC -F 4999 -e cpu-clock -g -o perf.data -- \
-//	    go run ./bench/cmd/agate-bench -keep -profile DIR -exectrace -phases rate -modes streaming -rates 200
-//	perf script -i perf.data -F comm,tid,time,ip,sym --ns | \
-//	    go run ./bench/cmd/cpu-bands -comm agate-profile -trace DIR/agate-trace-streaming-200.out
+//	perf record -a -k CLOCK_MONOTONIC -F 4999 -e cpu-clock -g -o /tmp/perf.data -- \
+//	    go run ./bench/cmd/agate-bench -keep -profile /tmp/prof -exectrace -phases rate -modes streaming -rates 200
+//	go build -o /tmp/cpu-bands ./bench/cmd/cpu-bands
+//	cd WORKDIR # the harness's kept work directory, whose binaries perf script reads for symbols
+//	perf script -i /tmp/perf.data -F comm,tid,time,ip,sym --ns | \
+//	    /tmp/cpu-bands -comm agate-profile -trace /tmp/prof/agate-trace-streaming-200.out
 //
-// (Run perf script in the harness's kept work directory, whose binaries
-// perf reads for symbols.) A sample counts for a request when its thread
-// was executing the request's goroutine, running or in a system call, at
-// the sample's time. Each sample is charged to its owner: the first frame,
+// A sample counts for a request when its thread was executing the
+// request's goroutine, running or in a system call, at the sample's time. Each sample is charged to its owner: the first frame,
 // from the leaf, whose function has one of the -own prefixes (Agate's own
 // code, then net/http's), else its leaf; a leaf without a package (a
 // kernel symbol) also counts as kernel time.
