@@ -643,12 +643,7 @@ func summarizeProfiles(root, bin, dir string) string {
 
 // splitTrace writes the trace-regions table of the trace at path.
 func splitTrace(w io.Writer, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	a, err := regions.Analyze(f, regions.Name)
+	a, err := regions.AnalyzeFile(path, regions.Name)
 	if err != nil {
 		return err
 	}

@@ -69,14 +69,9 @@ type options struct {
 }
 
 func run(w io.Writer, perf io.Reader, tracePath string, o options) error {
-	f, err := os.Open(tracePath)
+	a, err := regions.AnalyzeFile(tracePath, regions.Name)
 	if err != nil {
 		return err
-	}
-	defer f.Close()
-	a, err := regions.Analyze(f, regions.Name)
-	if err != nil {
-		return fmt.Errorf("%s: %w", tracePath, err)
 	}
 	a.DropWarmups(500*time.Millisecond, 250*time.Millisecond)
 	s := newSplit(a.Bands())

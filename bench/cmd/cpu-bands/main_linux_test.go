@@ -94,12 +94,7 @@ func TestSamplesChargedToRequests(t *testing.T) {
 	perf.WriteString(sample("upstream", tid, mid, "main.handler"))                                                 // another process
 	perf.WriteString(sample("agate", tid, after, "runtime.findRunnable"))                                          // after the requests
 
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := regions.Analyze(f, regions.Name)
-	f.Close()
+	a, err := regions.AnalyzeFile(path, regions.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

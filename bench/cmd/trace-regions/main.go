@@ -55,14 +55,9 @@ func main() {
 }
 
 func run(w io.Writer, path, region string, top int, pause, warmup time.Duration) error {
-	f, err := os.Open(path)
+	a, err := regions.AnalyzeFile(path, region)
 	if err != nil {
 		return err
-	}
-	defer f.Close()
-	a, err := regions.Analyze(f, region)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	if warmup > 0 {
 		a.DropWarmups(pause, warmup)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -223,6 +224,20 @@ func (a *Analysis) DropWarmups(pause, warmup time.Duration) int {
 	dropped := len(a.requests) - len(kept)
 	a.requests, a.dropped = kept, a.dropped+dropped
 	return dropped
+}
+
+// AnalyzeFile is Analyze of the trace in the file at path.
+func AnalyzeFile(path, region string) (*Analysis, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	a, err := Analyze(f, region)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return a, nil
 }
 
 // attribute gives each request the running time of the other goroutines
