@@ -649,7 +649,7 @@ func splitTrace(w io.Writer, path string) error {
 	}
 	// A target sits idle through the other two's rounds; the requests
 	// of each round's untimed warm-up are left out, as the timings do.
-	a.DropWarmups(500*time.Millisecond, roundWarmup)
+	a.DropWarmups(regions.Pause, regions.Warmup)
 	a.Report(w, path, 4)
 	return nil
 }

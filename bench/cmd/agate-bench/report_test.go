@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agate-gateway/agate/bench/internal/load"
+	"github.com/agate-gateway/agate/bench/internal/regions"
 	"github.com/agate-gateway/agate/bench/internal/stats"
 )
 
@@ -378,5 +379,12 @@ func TestVerdictNamesInterval(t *testing.T) {
 	v := verdictByName(t, r.verdicts(), "added latency p99, plain, 200 req/s")
 	if !strings.Contains(v.measured, "95 % interval") || !strings.Contains(v.measured, "of resamples") {
 		t.Errorf("measured %q names no interval", v.measured)
+	}
+}
+
+// The traces' warm-ups are left out as the timings leave them out.
+func TestTraceWarmupIsTheRoundWarmup(t *testing.T) {
+	if regions.Warmup != roundWarmup {
+		t.Fatalf("regions.Warmup %v, roundWarmup %v", regions.Warmup, roundWarmup)
 	}
 }

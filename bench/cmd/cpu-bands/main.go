@@ -35,7 +35,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/exp/trace"
 
@@ -73,7 +72,7 @@ func run(w io.Writer, perf io.Reader, tracePath string, o options) error {
 	if err != nil {
 		return err
 	}
-	a.DropWarmups(500*time.Millisecond, 250*time.Millisecond)
+	a.DropWarmups(regions.Pause, regions.Warmup)
 	s := newSplit(a.Bands())
 	if err := s.read(perf, a, o); err != nil {
 		return err
@@ -249,8 +248,8 @@ func (s *split) report(w io.Writer, o options) {
 	// first.
 	last := len(s.bands) - 1
 	growth := map[string]float64{}
-	for i := range s.bands {
-		for k := range s.owners[i] {
+	for _, owners := range s.owners {
+		for k := range owners {
 			growth[k] = us(s.owners[last][k], last) - us(s.owners[0][k], 0)
 		}
 	}

@@ -39,8 +39,8 @@ import (
 func main() {
 	region := flag.String("region", regions.Name, "the region type that marks a request")
 	top := flag.Int("top", 4, "background goroutines to name in their own columns")
-	pause := flag.Duration("pause", 500*time.Millisecond, "a stretch without requests this long is a pause between rounds")
-	warmup := flag.Duration("warmup", 250*time.Millisecond, "leave out the requests that begin this soon after a pause (agate-bench's untimed warm-up); 0 keeps all")
+	pause := flag.Duration("pause", regions.Pause, "a stretch without requests this long is a pause between rounds")
+	warmup := flag.Duration("warmup", regions.Warmup, "leave out the requests that begin this soon after a pause (agate-bench's untimed warm-up); 0 keeps all")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: trace-regions [-region NAME] TRACE...")

@@ -200,10 +200,19 @@ func Analyze(rd io.Reader, region string) (*Analysis, error) {
 	return a, nil
 }
 
+// Pause and Warmup are agate-bench's shape, for DropWarmups: a target
+// sits idle for at least Pause (through the other targets' rounds)
+// between its own, and the first Warmup of each round is not timed
+// (agate-bench's roundWarmup).
+const (
+	Pause  = 500 * time.Millisecond
+	Warmup = 250 * time.Millisecond
+)
+
 // DropWarmups leaves out the requests that began within warmup of the
 // end of a pause, a stretch of at least pause in which the process
-// served none (the trace's beginning counts as one), and returns how
-// many it left out. agate-bench does not time the first 250 ms of each
+// served none (counted from the trace's beginning for the first
+// request), and returns how many it left out. agate-bench does not time the first 250 ms of each
 // round, which follow the target's idle time through the other targets'
 // rounds; their requests are the slowest of a trace and would fill its
 // slowest hundredth.

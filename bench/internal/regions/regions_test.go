@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agate-gateway/agate/internal/gateway"
 )
 
 // spinThenSend runs on the CPU for d, then sends on ch: a background
@@ -98,5 +100,12 @@ func TestAnalyzeWithoutRequests(t *testing.T) {
 	}
 	if _, err := Analyze(strings.NewReader("not a trace"), Name); err == nil {
 		t.Fatal("a file that is not a trace was read")
+	}
+}
+
+// The region this package reads is the one the gateway opens.
+func TestNameIsTheGatewaysRegion(t *testing.T) {
+	if Name != gateway.RequestRegion {
+		t.Fatalf("regions.Name %q, gateway.RequestRegion %q", Name, gateway.RequestRegion)
 	}
 }
