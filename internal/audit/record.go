@@ -119,12 +119,17 @@ func (r *Record) canonical() ([]byte, error) {
 	return b, err
 }
 
+// canonicalCap is the buffer a record's canonical JSON starts in: a model
+// invocation's body and its "hash" member (about 600 bytes) fit, so
+// sealed splices the hash in without growing it.
+const canonicalCap = 896
+
 // canonicalAt is canonical that also says where the "hash" member is, or
 // would go when Hash is empty: the offset of its leading comma (or of the
 // member itself when it is the first). seal uses it to encode a record
 // once for its hash and its body.
 func (r *Record) canonicalAt() ([]byte, int, error) {
-	b := make([]byte, 0, 768)
+	b := make([]byte, 0, canonicalCap)
 	b = append(b, '{')
 	first := true
 	key := func(k string) {
@@ -229,7 +234,9 @@ func (r *Record) computeHash() (string, error) {
 
 // sealed encodes r (whose Hash is ignored) once, and returns its hash
 // and the canonical body carrying that hash: the body is the hashed
-// encoding with the "hash" member spliced in at its place in key order.
+// encoding with the "hash" member spliced in at its place in key order,
+// in the same buffer (canonicalAt leaves room for it in most records), so
+// that a record costs one body's allocation, not two.
 func (r *Record) sealed() (body []byte, hash string, err error) {
 	c := *r
 	c.Hash = ""
@@ -238,21 +245,25 @@ func (r *Record) sealed() (body []byte, hash string, err error) {
 		return nil, "", err
 	}
 	sum := sha256.Sum256(b)
-	hash = hex.EncodeToString(sum[:])
-	body = make([]byte, 0, len(b)+len(hash)+10)
-	body = append(body, b[:at]...)
-	if at > 1 { // a member precedes: b[at] starts the next with a comma, if any
-		body = append(body, ',')
+	// The member is `,"hash":"HEX"` after another member, or
+	// `"hash":"HEX"` first, then a comma when members follow.
+	var m [1 + len(`"hash":""`) + 2*sha256.Size + 1]byte
+	n := 0
+	if at > 1 {
+		m[n] = ','
+		n++
 	}
-	body = append(body, `"hash":"`...)
-	body = append(body, hash...)
-	body = append(body, '"')
-	rest := b[at : len(b)-1] // the members after, without the closing brace
-	if at == 1 && len(rest) > 0 {
-		body = append(body, ',')
+	n += copy(m[n:], `"hash":"`)
+	hex.Encode(m[n:], sum[:])
+	hash = string(m[n : n+2*sha256.Size])
+	n += 2 * sha256.Size
+	m[n] = '"'
+	n++
+	if at == 1 && b[1] != '}' {
+		m[n] = ','
+		n++
 	}
-	body = append(body, rest...)
-	return append(body, '}'), hash, nil
+	return slices.Insert(b, at, m[:n]...), hash, nil
 }
 
 // decodeRecord parses a stored body and checks that it is exactly the

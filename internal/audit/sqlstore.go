@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
@@ -203,7 +204,7 @@ func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 		args := make([]any, 0, 11*len(chunk))
 		for _, r := range chunk {
 			x := indexOf(&r.Record)
-			args = append(args, x.Chain, int64(r.Seq), x.TimeNS, x.Kind, x.Subject, x.Agent, x.Session, x.Task, x.Decision, x.Hash, string(r.Body))
+			args = append(args, x.Chain, int64(r.Seq), x.TimeNS, x.Kind, x.Subject, x.Agent, x.Session, x.Task, x.Decision, x.Hash, bodyText(r.Body))
 		}
 		stmt, err := s.insertStmt(ctx, len(chunk))
 		if err != nil {
@@ -233,6 +234,15 @@ func (s *sqlStore) Write(ctx context.Context, b Batch) (err error) {
 	// into the database file (see sqlbatch.WAL).
 	s.wal.Committed(ctx, len(b.Records))
 	return nil
+}
+
+// bodyText is a stored body as the string the text column takes, without
+// copying it: a Stored's body is never written again (see Stored), and the
+// drivers copy their arguments into the statement before ExecContext
+// returns. The copy it saves was a body's size per record, about a
+// kilobyte, a sixth of what auditing a model request allocated.
+func bodyText(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // checkpointRecords is how many records the WAL gathers before a paced

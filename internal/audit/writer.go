@@ -14,7 +14,8 @@ type Batch struct {
 }
 
 // Stored is a record together with its canonical JSON, the exact bytes a
-// writer keeps and Verify checks.
+// writer keeps and Verify checks. Body is never written once it is in a
+// Stored: writers share it, and may read it as a string without a copy.
 type Stored struct {
 	Record
 	Body []byte
