@@ -3,16 +3,36 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/agate-gateway/agate/internal/config"
 	"github.com/agate-gateway/agate/internal/gateway"
 	"github.com/agate-gateway/agate/internal/heapfloor"
 	"github.com/agate-gateway/agate/internal/telemetry"
 )
+
+// StartRuntime tunes the Go runtime as rt asks: it starts the heap
+// floor, unless getenv shows that GOGC or GOMEMLIMIT is set (the
+// operator's choice then). The Tuner it returns is nil when nothing was
+// started; its methods and Stop take a nil Tuner. Serving programs call
+// it before building the gateway and hand the Tuner the gateway's Quiet
+// when rt.CollectWhenQuiet.
+func StartRuntime(rt config.Runtime, getenv func(string) string, log *slog.Logger) *heapfloor.Tuner {
+	floor := rt.GCHeapFloorBytes
+	if floor <= 0 {
+		return nil
+	}
+	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+		log.Info("runtime.gc_heap_floor_bytes ignored: GOGC or GOMEMLIMIT is set")
+		return nil
+	}
+	return heapfloor.Start(uint64(floor))
+}
 
 func runServe(ctx context.Context, env *Env, args []string) error {
 	fs, c := newFlags(env, "serve", true)
@@ -30,18 +50,20 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	lw := telemetry.NewLogWriter(env.Stderr, 100*time.Millisecond)
 	defer lw.Close()
 	log := telemetry.NewLogger(lw, cfg.Log.Level, cfg.Log.Format)
-	if floor := cfg.Runtime.GCHeapFloorBytes; floor > 0 {
-		if env.Getenv("GOGC") != "" || env.Getenv("GOMEMLIMIT") != "" {
-			log.Info("runtime.gc_heap_floor_bytes ignored: GOGC or GOMEMLIMIT is set")
-		} else {
-			defer heapfloor.Start(uint64(floor)).Stop()
-		}
-	}
+	tuner := StartRuntime(cfg.Runtime, env.Getenv, log)
+	defer tuner.Stop()
 	g, err := gateway.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer g.Close()
+	if tuner != nil {
+		quiet := cfg.Runtime.CollectWhenQuiet()
+		if quiet {
+			tuner.CollectWhenQuiet(g.Quiet())
+		}
+		log.Info("heap floor set", "floor_bytes", cfg.Runtime.GCHeapFloorBytes, "collect_when_quiet", quiet)
+	}
 	keys, err := gateway.Bootstrap(ctx, g.Store(), cfg.DataDir, time.Now())
 	if err != nil {
 		return fmt.Errorf("bootstrap keys: %w", err)

@@ -73,6 +73,9 @@ func TestServeHeapFloor(t *testing.T) {
 			if floored := limit != math.MaxInt64; floored != tc.floored {
 				t.Errorf("memory limit while serving %d: floored %v, want %v", limit, floored, tc.floored)
 			}
+			if tc.floored && !strings.Contains(errs.String(), `"collect_when_quiet":true`) && !strings.Contains(errs.String(), "collect_when_quiet=true") {
+				t.Errorf("no word of the quiet collector: %s", errs.String())
+			}
 			if tc.floored && limit < 16<<20 {
 				t.Errorf("memory limit %d while serving, below the 16 MiB floor", limit)
 			}

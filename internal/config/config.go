@@ -87,7 +87,15 @@ type Runtime struct {
 	// at start (heapfloor.Start). It is ignored when GOGC or GOMEMLIMIT is
 	// set in the environment.
 	GCHeapFloorBytes int64 `yaml:"gc_heap_floor_bytes"`
+	// GCWhenQuiet lets the heap floor's tuner start a collection early,
+	// in a moment when no request is open, once the heap is half way
+	// to the collector's goal (heapfloor.Tuner.CollectWhenQuiet).
+	// Default true; it needs the floor.
+	GCWhenQuiet *bool `yaml:"gc_when_quiet"`
 }
+
+// CollectWhenQuiet reports whether runtime.gc_when_quiet is on.
+func (r Runtime) CollectWhenQuiet() bool { return r.GCWhenQuiet == nil || *r.GCWhenQuiet }
 
 // DefaultGCHeapFloor is runtime.gc_heap_floor_bytes when the config does
 // not set it.

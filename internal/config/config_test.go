@@ -83,12 +83,15 @@ func TestDefaultIsValid(t *testing.T) {
 // floor, and 0 turns it off rather than asking for the default.
 func TestHeapFloorDefaults(t *testing.T) {
 	for _, tc := range []struct {
-		yaml string
-		want int64
+		yaml  string
+		want  int64
+		quiet bool
 	}{
-		{"listen: 127.0.0.1:1\n", DefaultGCHeapFloor},
-		{"runtime: {gc_heap_floor_bytes: 0}\n", 0},
-		{"runtime: {gc_heap_floor_bytes: 67108864}\n", 64 << 20},
+		{"listen: 127.0.0.1:1\n", DefaultGCHeapFloor, true},
+		{"runtime: {gc_heap_floor_bytes: 0}\n", 0, true},
+		{"runtime: {gc_heap_floor_bytes: 67108864}\n", 64 << 20, true},
+		{"runtime: {gc_when_quiet: false}\n", DefaultGCHeapFloor, false},
+		{"runtime: {gc_when_quiet: true}\n", DefaultGCHeapFloor, true},
 	} {
 		c, err := Parse("f.yaml", []byte(tc.yaml))
 		if err != nil {
@@ -96,6 +99,9 @@ func TestHeapFloorDefaults(t *testing.T) {
 		}
 		if c.Runtime.GCHeapFloorBytes != tc.want {
 			t.Errorf("%q: floor %d, want %d", tc.yaml, c.Runtime.GCHeapFloorBytes, tc.want)
+		}
+		if got := c.Runtime.CollectWhenQuiet(); got != tc.quiet {
+			t.Errorf("%q: collect when quiet %v, want %v", tc.yaml, got, tc.quiet)
 		}
 	}
 }

@@ -221,6 +221,11 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 // Store is the gateway's durable store.
 func (g *Gateway) Store() *store.Store { return g.store }
 
+// Quiet counts the requests the gateway is serving, counted out while
+// they wait on an upstream: the moments it counts none are when the
+// process's own background work (and a collection) may run.
+func (g *Gateway) Quiet() *pace.Quiet { return g.quiet }
+
 // Close releases everything New opened, flushing the usage ledger.
 func (g *Gateway) Close() error {
 	g.ready.Store(false)

@@ -28,11 +28,13 @@
 package heapfloor
 
 import (
+	"context"
 	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
+	"sync/atomic"
 )
 
 // Tuner holds the heap goal at or above a floor until Stop.
@@ -45,6 +47,11 @@ type Tuner struct {
 	prevLimit int64
 	limit     int64 // the limit set after the last collection
 	samples   []metrics.Sample
+
+	// The quiet collector (CollectWhenQuiet), when started.
+	cancel    context.CancelFunc
+	quietDone chan struct{}
+	quietGCs  atomic.Uint64
 }
 
 // The runtime/metrics names the Tuner reads after each collection.
@@ -117,6 +124,10 @@ func (t *Tuner) Stop() {
 		return
 	}
 	t.stopped = true
+	if t.cancel != nil {
+		t.cancel()
+		<-t.quietDone // a collection it began ends without t.mu
+	}
 	debug.SetGCPercent(t.prevGC)
 	debug.SetMemoryLimit(t.prevLimit)
 }

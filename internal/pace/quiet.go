@@ -19,15 +19,69 @@ import (
 // still meet an answer that comes back during it: the count says what
 // is in flight, not when it will return.)
 //
+// Besides the requests that have work to do, Quiet counts the requests
+// open at all, those away included: a moment with none open (WaitIdle)
+// is a gap between requests, which a longer piece of background work
+// (a collection) needs, as a request away may come back at any moment.
+//
 // A nil *Quiet is always quiet.
 type Quiet struct {
+	busy count // requests counted in, less those away
+	open count // requests counted in
+}
+
+// count is a number of requests and the waiters for it to fall to zero.
+type count struct {
 	n atomic.Int64
-	// waiting is set while a pacer waits, so that Leave takes the lock
+	// waiting is set while someone waits, so that leave takes the lock
 	// only then: most requests end with nobody waiting.
 	waiting atomic.Bool
 
 	mu sync.Mutex
-	ch chan struct{} // closed when the count falls to zero; under mu
+	ch chan struct{} // closed when n falls to zero; under mu
+}
+
+func (c *count) enter() { c.n.Add(1) }
+
+func (c *count) leave() {
+	if c.n.Add(-1) != 0 || !c.waiting.Load() {
+		return
+	}
+	c.mu.Lock()
+	if c.ch != nil {
+		close(c.ch)
+		c.ch = nil
+	}
+	c.waiting.Store(false)
+	c.mu.Unlock()
+}
+
+func (c *count) wait(ctx context.Context, max time.Duration) bool {
+	if c.n.Load() == 0 {
+		return true
+	}
+	c.mu.Lock()
+	if c.ch == nil {
+		c.ch = make(chan struct{})
+	}
+	ch := c.ch
+	c.waiting.Store(true)
+	c.mu.Unlock()
+	// A leave that took the count to zero before waiting was set did not
+	// close ch; the count says so.
+	if c.n.Load() == 0 {
+		return true
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // MaxWait bounds how long a stretch waits for a quiet moment. Under a
@@ -41,64 +95,52 @@ const MaxWait = time.Millisecond
 // Enter counts a request in.
 func (q *Quiet) Enter() {
 	if q != nil {
-		q.n.Add(1)
+		q.open.enter()
+		q.busy.enter()
 	}
 }
 
 // Leave counts a request out and, when it was the last, wakes the
-// pacers waiting for quiet.
+// waiters for quiet and for idleness.
 func (q *Quiet) Leave() {
-	if q == nil {
-		return
+	if q != nil {
+		q.busy.leave()
+		q.open.leave()
 	}
-	if q.n.Add(-1) != 0 || !q.waiting.Load() {
-		return
-	}
-	q.mu.Lock()
-	if q.ch != nil {
-		close(q.ch)
-		q.ch = nil
-	}
-	q.waiting.Store(false)
-	q.mu.Unlock()
 }
 
-// InFlight reports how many requests are counted in.
+// InFlight reports how many requests are counted in and not away.
 func (q *Quiet) InFlight() int64 {
 	if q == nil {
 		return 0
 	}
-	return q.n.Load()
+	return q.busy.n.Load()
 }
 
-// Wait returns once no request is in flight, after max, or when ctx
-// ends, whichever comes first, and reports whether it found quiet.
+// Open reports how many requests are counted in, away or not.
+func (q *Quiet) Open() int64 {
+	if q == nil {
+		return 0
+	}
+	return q.open.n.Load()
+}
+
+// Wait returns once no request is in flight (those away do not count),
+// after max, or when ctx ends, whichever comes first, and reports whether
+// it found quiet.
 func (q *Quiet) Wait(ctx context.Context, max time.Duration) bool {
-	if q == nil || q.n.Load() == 0 {
+	if q == nil {
 		return true
 	}
-	q.mu.Lock()
-	if q.ch == nil {
-		q.ch = make(chan struct{})
-	}
-	ch := q.ch
-	q.waiting.Store(true)
-	q.mu.Unlock()
-	// A Leave that took the count to zero before waiting was set did not
-	// close ch; the count says so.
-	if q.n.Load() == 0 {
+	return q.busy.wait(ctx, max)
+}
+
+// WaitIdle is Wait for a moment with no request open at all, away or not.
+func (q *Quiet) WaitIdle(ctx context.Context, max time.Duration) bool {
+	if q == nil {
 		return true
 	}
-	t := time.NewTimer(max)
-	defer t.Stop()
-	select {
-	case <-ch:
-		return true
-	case <-t.C:
-		return false
-	case <-ctx.Done():
-		return false
-	}
+	return q.open.wait(ctx, max)
 }
 
 // Away is a request's spell away from the CPU: while it waits on another
@@ -134,7 +176,7 @@ func (a *Away) Leave() {
 		return
 	}
 	a.out = true
-	a.q.Leave()
+	a.q.busy.leave()
 }
 
 // Back counts the request back in: it has work to do again.
@@ -148,7 +190,7 @@ func (a *Away) Back() {
 		return
 	}
 	a.out = false
-	a.q.Enter()
+	a.q.busy.enter()
 }
 
 // End counts the request back in if it is out and ends the spell.
@@ -160,7 +202,7 @@ func (a *Away) End() {
 	defer a.mu.Unlock()
 	if a.out && !a.done {
 		a.out = false
-		a.q.Enter()
+		a.q.busy.enter()
 	}
 	a.done = true
 }

@@ -223,3 +223,51 @@ func TestUnyieldingPacerDoesNotWait(t *testing.T) {
 	nilPacer.Begin(context.Background())
 	Begin(context.Background()) // no pacer in the context
 }
+
+// TestWaitIdleCountsRequestsAway: a request away on its upstream leaves
+// the process quiet (Wait returns) but not idle (WaitIdle waits for it to
+// end), and a request's end wakes both kinds of waiter.
+func TestWaitIdleCountsRequestsAway(t *testing.T) {
+	q := &Quiet{}
+	q.Enter()
+	a := q.Away()
+	a.Leave()
+	if n, o := q.InFlight(), q.Open(); n != 0 || o != 1 {
+		t.Fatalf("a request away: %d in flight, %d open; want 0 and 1", n, o)
+	}
+	if !q.Wait(context.Background(), time.Hour) {
+		t.Fatal("Wait did not find quiet with the only request away")
+	}
+	idle := make(chan bool, 1)
+	go func() { idle <- q.WaitIdle(context.Background(), time.Hour) }()
+	select {
+	case <-idle:
+		t.Fatal("WaitIdle returned with a request away but open")
+	case <-time.After(50 * time.Millisecond):
+	}
+	a.Back()
+	quiet := waitDone(context.Background(), q, time.Hour)
+	a.End()
+	q.Leave()
+	for name, c := range map[string]<-chan bool{"WaitIdle": idle, "Wait": quiet} {
+		select {
+		case ok := <-c:
+			if !ok {
+				t.Fatalf("%s woken by the request's end reported false", name)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the request's end did not wake %s", name)
+		}
+	}
+	if q.WaitIdle(context.Background(), time.Millisecond) != true {
+		t.Fatal("WaitIdle with nothing open did not return at once")
+	}
+	q.Enter()
+	if q.WaitIdle(context.Background(), 5*time.Millisecond) {
+		t.Fatal("WaitIdle found idleness with a request open")
+	}
+	var none *Quiet
+	if !none.WaitIdle(context.Background(), time.Hour) || none.Open() != 0 {
+		t.Fatal("a nil Quiet is not idle")
+	}
+}

@@ -1,9 +1,9 @@
 // Command agate-profile is `agate serve` with net/http/pprof on a second
 // loopback listener, so the benchmark can profile the gateway under load
 // (go run ./bench/cmd/agate-bench -profile DIR). It builds the gateway
-// exactly as the serve command does — gateway.New, gateway.Bootstrap,
-// Gateway.Serve — and only adds the pprof listener; the gateway's own
-// routes stay as they are.
+// exactly as the serve command does — cli.StartRuntime, gateway.New,
+// gateway.Bootstrap, Gateway.Serve — and only adds the pprof listener;
+// the gateway's own routes stay as they are.
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agate-gateway/agate/internal/cli"
 	"github.com/agate-gateway/agate/internal/config"
 	"github.com/agate-gateway/agate/internal/gateway"
 	"github.com/agate-gateway/agate/internal/telemetry"
@@ -47,11 +48,16 @@ func run(ctx context.Context, cfgPath, pprofAddr string) error {
 	lw := telemetry.NewLogWriter(os.Stderr, 100*time.Millisecond) // as agate serve does
 	defer lw.Close()
 	log := telemetry.NewLogger(lw, cfg.Log.Level, cfg.Log.Format)
+	tuner := cli.StartRuntime(cfg.Runtime, os.Getenv, log)
+	defer tuner.Stop()
 	g, err := gateway.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer g.Close()
+	if cfg.Runtime.CollectWhenQuiet() {
+		tuner.CollectWhenQuiet(g.Quiet())
+	}
 	if _, err := gateway.Bootstrap(ctx, g.Store(), cfg.DataDir, time.Now()); err != nil {
 		return fmt.Errorf("bootstrap keys: %w", err)
 	}
