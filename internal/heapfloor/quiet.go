@@ -79,7 +79,7 @@ func (t *Tuner) CollectWhenQuiet(q *pace.Quiet) {
 }
 
 // QuietCollections reports how many collections the Tuner started in
-// quiet moments.
+// moments with no request open.
 func (t *Tuner) QuietCollections() uint64 {
 	if t == nil {
 		return 0

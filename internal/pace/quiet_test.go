@@ -271,3 +271,123 @@ func TestWaitIdleCountsRequestsAway(t *testing.T) {
 		t.Fatal("a nil Quiet is not idle")
 	}
 }
+
+// TestWaitGap: WaitGap prefers a moment with no request open, and only
+// after half its time settles for one with none in flight; a request in
+// flight throughout makes it give up after max.
+func TestWaitGap(t *testing.T) {
+	const max = 200 * time.Millisecond
+	gap := func(q *Quiet) (<-chan bool, time.Time) {
+		c := make(chan bool, 1)
+		start := time.Now()
+		go func() { c <- q.WaitGap(context.Background(), max) }()
+		return c, start
+	}
+	recv := func(c <-chan bool) bool {
+		select {
+		case ok := <-c:
+			return ok
+		case <-time.After(10 * time.Second):
+			t.Fatal("WaitGap did not return")
+			return false
+		}
+	}
+
+	t.Run("nothing open", func(t *testing.T) {
+		q := &Quiet{}
+		start := time.Now()
+		if !q.WaitGap(context.Background(), time.Hour) || time.Since(start) > time.Second {
+			t.Fatal("WaitGap with nothing open did not return at once")
+		}
+	})
+
+	t.Run("a request away ends in the first half", func(t *testing.T) {
+		q := &Quiet{}
+		q.Enter()
+		a := q.Away()
+		a.Leave()
+		c, _ := gap(q)
+		select {
+		case <-c:
+			t.Fatal("WaitGap took a moment with a request away while a gap could still come")
+		case <-time.After(20 * time.Millisecond):
+		}
+		a.End()
+		q.Leave()
+		if !recv(c) {
+			t.Fatal("WaitGap woken by the request's end reported false")
+		}
+	})
+
+	t.Run("a request away throughout", func(t *testing.T) {
+		q := &Quiet{}
+		q.Enter()
+		q.Away().Leave()
+		c, start := gap(q)
+		if !recv(c) {
+			t.Fatal("WaitGap did not settle for a moment with no request in flight")
+		}
+		if took := time.Since(start); took < max/2 {
+			t.Fatalf("WaitGap settled after %v, before half of %v", took, max)
+		}
+	})
+
+	t.Run("a request in flight goes away in the second half", func(t *testing.T) {
+		q := &Quiet{}
+		q.Enter()
+		a := q.Away()
+		c, start := gap(q)
+		time.Sleep(max/2 + 20*time.Millisecond)
+		a.Leave()
+		if !recv(c) {
+			t.Fatal("WaitGap woken by the request going away reported false")
+		}
+		if took := time.Since(start); took >= max+50*time.Millisecond {
+			t.Fatalf("WaitGap returned after %v, not when the request went away", took)
+		}
+	})
+
+	t.Run("a request in flight throughout", func(t *testing.T) {
+		q := &Quiet{}
+		q.Enter()
+		c, start := gap(q)
+		if recv(c) {
+			t.Fatal("WaitGap found a moment with a request in flight")
+		}
+		if took := time.Since(start); took < max {
+			t.Fatalf("WaitGap gave up after %v, before %v", took, max)
+		}
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		q := &Quiet{}
+		q.Enter()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if q.WaitGap(ctx, time.Hour) {
+			t.Fatal("a cancelled WaitGap reported a moment found")
+		}
+	})
+
+	var none *Quiet
+	if !none.WaitGap(context.Background(), time.Hour) {
+		t.Fatal("a nil Quiet has no gap")
+	}
+}
+
+// A yielding pacer waits with WaitGap: a request away holds its work
+// back for a while, where Wait would let it begin at once.
+func TestYieldingPacerWaitsForAGap(t *testing.T) {
+	q := &Quiet{}
+	q.Enter()
+	q.Away().Leave()
+	p := New(Stretch).Yielding(q)
+	const max = 100 * time.Millisecond
+	start := time.Now()
+	if !p.wait(context.Background(), max) {
+		t.Fatal("the pacer's wait found no moment with the only request away")
+	}
+	if took := time.Since(start); took < max/2 {
+		t.Fatalf("the pacer's wait returned after %v with a request away; a gap is worth half of %v", took, max)
+	}
+}
