@@ -40,9 +40,8 @@ type Pacer struct {
 	rests   int
 	now     func() time.Time
 	sleep   func(context.Context, time.Duration)
-	// quiet, when set, holds the beginning of each stretch for a gap
-	// between requests, else a moment with none in flight (or until
-	// MaxWait has passed): see Quiet.WaitGap.
+	// quiet, when set, holds the beginning of each stretch until no
+	// request is in flight (or MaxWait has passed).
 	quiet *Quiet
 	wait  func(context.Context, time.Duration) bool
 }
@@ -55,11 +54,11 @@ func New(stretch time.Duration) *Pacer {
 }
 
 // Yielding makes p begin each stretch, the first included (see Begin),
-// in a moment when q counts no request open, or failing that none in
-// flight, waiting up to MaxWait for one (Quiet.WaitGap). It returns p.
+// in a moment when q counts no request in flight, waiting up to MaxWait
+// for one. It returns p.
 func (p *Pacer) Yielding(q *Quiet) *Pacer {
 	if p != nil && q != nil {
-		p.quiet, p.wait = q, q.WaitGap
+		p.quiet, p.wait = q, q.Wait
 	}
 	return p
 }

@@ -143,29 +143,6 @@ func (q *Quiet) WaitIdle(ctx context.Context, max time.Duration) bool {
 	return q.open.wait(ctx, max)
 }
 
-// WaitGap waits for the best moment it can find within max to begin a
-// stretch of background work: first, for up to half of max, a moment
-// with no request open (WaitIdle), in which the stretch meets nothing
-// but a new arrival; failing that, for the rest of max, one with none in
-// flight (Wait). At a few hundred requests a second a gap between
-// requests comes every few milliseconds, and a stretch begun while a
-// request waits on its upstream meets its answer coming back, which a
-// gap would have spared it. At higher rates requests overlap and gaps
-// are rare; then a moment with every request away is what there is. It
-// reports whether it found either.
-func (q *Quiet) WaitGap(ctx context.Context, max time.Duration) bool {
-	if q == nil {
-		return true
-	}
-	if q.open.wait(ctx, max/2) {
-		return true
-	}
-	if ctx.Err() != nil {
-		return false
-	}
-	return q.busy.wait(ctx, max-max/2)
-}
-
 // Away is a request's spell away from the CPU: while it waits on another
 // process (an upstream's answer), it is counted out, so background work
 // may run then. Its methods may be called from different goroutines (a
