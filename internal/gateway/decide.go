@@ -24,14 +24,37 @@ const SessionHeader = "X-Agate-Session"
 
 type sourceKey struct{}
 
-// withSource remembers the client address for policy's request facts.
+// withSource remembers the client address for policy's request facts,
+// unless ctx has it already: the server puts it in each connection's
+// context (withConnSource), once for all the requests the connection
+// carries, so a request only parses its RemoteAddr when it was served
+// some other way (a test's handler, a listener whose addresses are not
+// TCP).
 func withSource(ctx context.Context, r *http.Request) context.Context {
+	if _, ok := ctx.Value(sourceKey{}).(netip.Addr); ok {
+		return ctx
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return ctx
 	}
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, sourceKey{}, addr.Unmap())
+}
+
+// withConnSource is the server's ConnContext: it gives a connection's
+// context the client address of a TCP connection (TLS included, whose
+// RemoteAddr is its TCP connection's).
+func withConnSource(ctx context.Context, c net.Conn) context.Context {
+	a, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return ctx
+	}
+	addr := a.AddrPort().Addr()
+	if !addr.IsValid() {
 		return ctx
 	}
 	return context.WithValue(ctx, sourceKey{}, addr.Unmap())
@@ -96,7 +119,11 @@ func (g *Gateway) InvokeModel(ctx context.Context, inv *model.Invocation) error 
 		Session:  snap, SourceIP: sourceIP(ctx),
 	})
 	g.metrics.Decision(string(policy.ActionInvokeModel), string(d.Effect)).Inc()
-	g.shadowRecords(ctx, p, sid, "invoke_model", "model:"+inv.Model, d)
+	if len(d.Shadow) > 0 {
+		// Built only then: most decisions have no shadow policy to
+		// record, and the request should not pay for its resource name.
+		g.shadowRecords(ctx, p, sid, "invoke_model", "model:"+inv.Model, d)
+	}
 	inv.Policies, inv.PolicyVersion = d.Policies, d.Version
 	if d.Effect != policy.Allow {
 		g.denyRecord(ctx, p, sid, "invoke_model", "model:"+inv.Model, d, false)

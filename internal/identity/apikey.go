@@ -35,10 +35,16 @@ func NewAPIKey() (key, hash string, err error) {
 
 // HashAPIKey is what the store keeps of a key. Keys carry 256 random bits,
 // so a plain SHA-256 cannot be brute-forced and lookups stay one index probe.
-func HashAPIKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
+func HashAPIKey(key string) string { return sumAPIKey(key).String() }
+
+// keySum is a key's SHA-256. The verified-key cache is keyed by it
+// rather than by its hex (HashAPIKey), which only a read of the store
+// needs: a cached key costs a request no encoding.
+type keySum [sha256.Size]byte
+
+func sumAPIKey(key string) keySum { return sha256.Sum256([]byte(key)) }
+
+func (s keySum) String() string { return hex.EncodeToString(s[:]) }
 
 // KeyStore is what API key authentication needs of the store.
 type KeyStore interface {
@@ -63,7 +69,7 @@ type APIKeys struct {
 	refreshed func()
 
 	mu    sync.Mutex
-	cache map[string]*cachedKey
+	cache map[keySum]*cachedKey
 	// gen counts Forget calls: a read that began before one must not
 	// store what it read, which may predate the revocation Forget is for.
 	gen uint64
@@ -86,7 +92,7 @@ const cacheLimit = 10000
 // ttl (zero disables the cache); a revocation made through another process
 // takes effect within ttl, one made through this one at once (Forget).
 func NewAPIKeys(s KeyStore, ttl time.Duration) *APIKeys {
-	return &APIKeys{store: s, now: time.Now, ttl: ttl, cache: map[string]*cachedKey{}}
+	return &APIKeys{store: s, now: time.Now, ttl: ttl, cache: map[keySum]*cachedKey{}}
 }
 
 // Authenticate implements Authenticator.
@@ -124,9 +130,8 @@ func (a *APIKeys) VerifyKey(ctx context.Context, key string) (*Principal, error)
 	if !strings.HasPrefix(key, KeyPrefix) {
 		return nil, fmt.Errorf("%w: not an Agate API key", ErrInvalidCredential)
 	}
-	hash := HashAPIKey(key)
 	now := a.now()
-	k, p, err := a.lookup(ctx, hash, now)
+	k, p, err := a.lookup(ctx, sumAPIKey(key), now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: unknown API key", ErrInvalidCredential)
 	}
@@ -143,9 +148,9 @@ func (a *APIKeys) VerifyKey(ctx context.Context, key string) (*Principal, error)
 }
 
 // lookup returns the key stored under hash and its principal.
-func (a *APIKeys) lookup(ctx context.Context, hash string, now time.Time) (*store.Key, *Principal, error) {
+func (a *APIKeys) lookup(ctx context.Context, hash keySum, now time.Time) (*store.Key, *Principal, error) {
 	if a.ttl <= 0 {
-		k, err := a.store.KeyByHash(ctx, hash)
+		k, err := a.store.KeyByHash(ctx, hash.String())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -164,7 +169,7 @@ func (a *APIKeys) lookup(ctx context.Context, hash string, now time.Time) (*stor
 		}
 	}
 	a.mu.Unlock()
-	k, err := a.store.KeyByHash(ctx, hash)
+	k, err := a.store.KeyByHash(ctx, hash.String())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -178,14 +183,14 @@ func (a *APIKeys) lookup(ctx context.Context, hash string, now time.Time) (*stor
 // store itself. After a failed read the entry is not refreshed again: it
 // expires at its TTL, after which requests read the store themselves and
 // fail closed if it still fails.
-func (a *APIKeys) refresh(hash string, gen uint64) {
+func (a *APIKeys) refresh(hash keySum, gen uint64) {
 	if a.refreshed != nil {
 		defer a.refreshed()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.ttl)
 	defer cancel()
 	began := a.now()
-	k, err := a.store.KeyByHash(ctx, hash)
+	k, err := a.store.KeyByHash(ctx, hash.String())
 	switch {
 	case err == nil:
 		a.keep(hash, k, keyPrincipal(k), began, gen)
@@ -201,7 +206,7 @@ func (a *APIKeys) refresh(hash string, gen uint64) {
 // keep caches k and its principal p as read by a read that began at
 // fetched, unless Forget ran since (gen) or a later read is cached
 // already.
-func (a *APIKeys) keep(hash string, k *store.Key, p *Principal, fetched time.Time, gen uint64) {
+func (a *APIKeys) keep(hash keySum, k *store.Key, p *Principal, fetched time.Time, gen uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.gen != gen {
@@ -211,7 +216,7 @@ func (a *APIKeys) keep(hash string, k *store.Key, p *Principal, fetched time.Tim
 		return
 	}
 	if len(a.cache) >= cacheLimit {
-		a.cache = map[string]*cachedKey{}
+		a.cache = map[keySum]*cachedKey{}
 	}
 	a.cache[hash] = &cachedKey{key: k, principal: p, fetched: fetched}
 }
@@ -220,7 +225,7 @@ func (a *APIKeys) keep(hash string, k *store.Key, p *Principal, fetched time.Tim
 // process applies to the very next request.
 func (a *APIKeys) Forget() {
 	a.mu.Lock()
-	a.cache = map[string]*cachedKey{}
+	a.cache = map[keySum]*cachedKey{}
 	a.gen++
 	a.mu.Unlock()
 }

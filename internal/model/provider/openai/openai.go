@@ -32,8 +32,12 @@ type Provider struct {
 	// chat and embeddings are the two endpoints, parsed once; nil with
 	// azure, whose URL names the model's deployment.
 	chat, embeddings *provider.Endpoint
-	client           http.RoundTripper
-	now              func() time.Time
+	// header and streamHeader are every request's headers, answer and
+	// stream, built once: a request clones one (two allocations) rather
+	// than setting each header (one per header, each name canonicalised).
+	header, streamHeader http.Header
+	client               http.RoundTripper
+	now                  func() time.Time
 }
 
 var _ provider.Provider = (*Provider)(nil)
@@ -60,6 +64,7 @@ func New(cfg config.Provider, client http.RoundTripper) (*Provider, error) {
 		client = http.DefaultTransport
 	}
 	p := &Provider{name: cfg.Name, base: base, apiKey: cfg.APIKey.Reveal(), headers: cfg.Headers, azure: cfg.Azure, client: client, now: time.Now}
+	p.header, p.streamHeader = p.requestHeader("application/json"), p.requestHeader("text/event-stream")
 	if cfg.Azure == nil {
 		if p.chat, err = provider.ParseEndpoint(base + "/chat/completions"); err == nil {
 			p.embeddings, err = provider.ParseEndpoint(base + "/embeddings")
@@ -96,21 +101,10 @@ func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Res
 			return nil, p.redact(fmt.Errorf("openai provider %q: build request: %w", p.name, err))
 		}
 	}
-	hreq.Header.Set("Content-Type", "application/json")
 	if req.Stream {
-		hreq.Header.Set("Accept", "text/event-stream")
+		hreq.Header = p.streamHeader.Clone()
 	} else {
-		hreq.Header.Set("Accept", "application/json")
-	}
-	if p.apiKey != "" {
-		if p.azure != nil {
-			hreq.Header.Set("api-key", p.apiKey)
-		} else {
-			hreq.Header.Set("Authorization", "Bearer "+p.apiKey)
-		}
-	}
-	for k, v := range p.headers {
-		hreq.Header.Set(k, v)
+		hreq.Header = p.header.Clone()
 	}
 	// RoundTrip, not a Client: an API call is never redirected
 	// (a redirected POST would carry the credential elsewhere), and the
@@ -121,6 +115,26 @@ func (p *Provider) Do(ctx context.Context, req *provider.Request) (*provider.Res
 		return nil, p.redact(fmt.Errorf("openai provider %q: %w", p.name, err))
 	}
 	return translate.Upstream(resp, upstreamOp, req.Op, req.Stream, false, p.now()), nil
+}
+
+// requestHeader returns the headers of a request that accepts accept:
+// the JSON content type, the credential and the configured headers,
+// which may override the others.
+func (p *Provider) requestHeader(accept string) http.Header {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", accept)
+	if p.apiKey != "" {
+		if p.azure != nil {
+			h.Set("api-key", p.apiKey)
+		} else {
+			h.Set("Authorization", "Bearer "+p.apiKey)
+		}
+	}
+	for k, v := range p.headers {
+		h.Set(k, v)
+	}
+	return h
 }
 
 // azureURL is the Azure OpenAI URL of path for model's deployment.

@@ -79,7 +79,7 @@ func TestChatForwardedUnchanged(t *testing.T) {
 	if string(up.body) != in {
 		t.Errorf("body changed: %s", up.body)
 	}
-	for k, want := range map[string]string{"Authorization": "Bearer " + key, "Openai-Organization": "org-1", "Content-Type": "application/json", "Api-Key": ""} {
+	for k, want := range map[string]string{"Authorization": "Bearer " + key, "Openai-Organization": "org-1", "Content-Type": "application/json", "Accept": "application/json", "Api-Key": ""} {
 		if got := up.header.Get(k); got != want {
 			t.Errorf("header %s = %q, want %q", k, got, want)
 		}
@@ -278,5 +278,58 @@ func TestNewRejects(t *testing.T) {
 	p, err := New(config.Provider{Name: "x"}, nil)
 	if err != nil || p.base != DefaultBaseURL {
 		t.Errorf("default base %v %v", p, err)
+	}
+}
+
+// headerTaker records the headers of each request and then changes
+// them, as a RoundTripper must not: each request's headers are its own.
+type headerTaker struct{ seen []http.Header }
+
+func (h *headerTaker) RoundTrip(r *http.Request) (*http.Response, error) {
+	h.seen = append(h.seen, r.Header.Clone())
+	r.Header.Set("Accept", "changed")
+	r.Header.Del("Authorization")
+	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(chatAnswer))}, nil
+}
+
+// TestRequestHeaders: the headers each request is sent with, answer or
+// stream, are built afresh for it: what one request's sender does to
+// them reaches no other.
+func TestRequestHeaders(t *testing.T) {
+	rt := &headerTaker{}
+	p, err := New(config.Provider{Name: "oa", BaseURL: "http://upstream.test/v1", APIKey: key, Headers: map[string]string{"accept": "application/json; q=1"}}, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stream := range []bool{false, true, false, true} {
+		resp, err := p.Do(context.Background(), &provider.Request{Op: provider.OpChat, Model: "gpt-4o", Body: []byte(`{}`), Stream: stream})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for i, h := range rt.seen {
+		// A configured header overrides the built-in one.
+		if h.Get("Accept") != "application/json; q=1" || h.Get("Authorization") != "Bearer "+key || h.Get("Content-Type") != "application/json" || len(h) != 3 {
+			t.Errorf("request %d: headers %v", i, h)
+		}
+	}
+	p, err = New(config.Provider{Name: "oa", BaseURL: "http://upstream.test/v1"}, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.seen = nil
+	for _, stream := range []bool{true, false, true} {
+		resp, err := p.Do(context.Background(), &provider.Request{Op: provider.OpChat, Model: "gpt-4o", Body: []byte(`{}`), Stream: stream})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	want := []string{"text/event-stream", "application/json", "text/event-stream"}
+	for i, h := range rt.seen {
+		if h.Get("Accept") != want[i] || h.Get("Authorization") != "" || len(h) != 2 {
+			t.Errorf("request %d without a key: headers %v", i, h)
+		}
 	}
 }
